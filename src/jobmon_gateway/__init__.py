@@ -1,0 +1,95 @@
+"""jobmon-gateway: a typed Python SDK for the Jobmon server's workflow-run API.
+
+Quick start::
+
+    from jobmon_gateway import Requester, ServerGateway
+
+    requester = Requester.from_env()  # JOBMON__HTTP__SERVICE_URL, ...
+    async with ServerGateway(requester, workflow_id=1, workflow_run_id=1) as gateway:
+        answer = await gateway.log_heartbeat("R", 30.0)
+
+Every call has a sync twin named ``<call>_sync``.
+"""
+
+from ._version import __version__
+from .config import HttpSettings
+from .errors import (
+    BadRequestError,
+    ConfigurationError,
+    GatewayError,
+    InvalidRequestError,
+    InvalidResponseError,
+    NotFoundError,
+    RateLimitedError,
+    RequestTimeoutError,
+    ResourceLockedError,
+    RetryBudgetExhaustedError,
+    ServerError,
+    ServerStatusError,
+    TransportError,
+    UnprocessableEntityError,
+    WorkflowNotFoundError,
+)
+from .gateway import ServerGateway
+from .models import (
+    DownstreamTasksResponse,
+    HeartbeatResponse,
+    QueueResponse,
+    ServerErrorBody,
+    ServerTimeResponse,
+    StatusUpdateResponse,
+    TaskMetadata,
+    TasksResponse,
+    TaskStatus,
+    TaskStatusLetter,
+    TaskStatusUpdatesResponse,
+    TerminateTaskInstancesResponse,
+    WorkflowConcurrencyResponse,
+    WorkflowMetadata,
+    WorkflowMetadataResponse,
+    WorkflowRunStatus,
+    WorkflowRunStatusLetter,
+)
+from .routes import Call
+from .transport import CLIENT_JOBMON_VERSION, Requester
+
+__all__ = [
+    "CLIENT_JOBMON_VERSION",
+    "BadRequestError",
+    "Call",
+    "ConfigurationError",
+    "DownstreamTasksResponse",
+    "GatewayError",
+    "HeartbeatResponse",
+    "HttpSettings",
+    "InvalidRequestError",
+    "InvalidResponseError",
+    "NotFoundError",
+    "QueueResponse",
+    "RateLimitedError",
+    "RequestTimeoutError",
+    "Requester",
+    "ResourceLockedError",
+    "RetryBudgetExhaustedError",
+    "ServerError",
+    "ServerErrorBody",
+    "ServerGateway",
+    "ServerStatusError",
+    "ServerTimeResponse",
+    "StatusUpdateResponse",
+    "TaskMetadata",
+    "TaskStatus",
+    "TaskStatusLetter",
+    "TaskStatusUpdatesResponse",
+    "TasksResponse",
+    "TerminateTaskInstancesResponse",
+    "TransportError",
+    "UnprocessableEntityError",
+    "WorkflowConcurrencyResponse",
+    "WorkflowMetadata",
+    "WorkflowMetadataResponse",
+    "WorkflowNotFoundError",
+    "WorkflowRunStatus",
+    "WorkflowRunStatusLetter",
+    "__version__",
+]

@@ -1,0 +1,115 @@
+"""Settings of the HTTP connection, read the way Jobmon reads them.
+
+Environment variables ``JOBMON__HTTP__*`` win over the ``http:`` section of
+the YAML file named by ``JOBMON__CONFIG_FILE``; anything unset takes the
+reference client's default.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .errors import ConfigurationError
+
+__all__ = ["HttpSettings"]
+
+ENV_PREFIX = "JOBMON__HTTP__"
+CONFIG_FILE_ENV = "JOBMON__CONFIG_FILE"
+DEFAULT_ROUTE_PREFIX = "/api/v3"
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """The ``http`` settings of a Jobmon client.
+
+    Attributes:
+        service_url: Scheme, host and port of the server, e.g. ``"http://jobmon:5000"``.
+        route_prefix: Where the API is mounted: ``"/api/v3"`` on servers 3.4+, ``""`` on 3.2.
+        request_timeout: Seconds allowed for one request (connect, send, read).
+        retries_attempts: Most requests sent for one call, the first included.
+        retries_timeout: Most seconds spent on one call across its retries.
+    """
+
+    service_url: str
+    route_prefix: str = DEFAULT_ROUTE_PREFIX
+    request_timeout: float = 20.0
+    retries_attempts: int = 10
+    retries_timeout: float = 300.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> HttpSettings:
+        """Read the settings from ``environ`` (default: ``os.environ``) and the YAML file.
+
+        Raises:
+            ConfigurationError: no service URL anywhere, an unreadable YAML
+                file, or a value that is not a number where one is needed.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        config_file = env.get(CONFIG_FILE_ENV)
+        if config_file:
+            values.update(_yaml_http_section(Path(config_file)))
+        for name in (
+            "service_url",
+            "route_prefix",
+            "request_timeout",
+            "retries_attempts",
+            "retries_timeout",
+        ):
+            variable = ENV_PREFIX + name.upper()
+            if variable in env:
+                values[name] = env[variable]
+        service_url = values.get("service_url")
+        if not service_url:
+            where = f" or `http.service_url` in {config_file}" if config_file else ""
+            raise ConfigurationError(f"no Jobmon service URL: set {ENV_PREFIX}SERVICE_URL{where}")
+        return cls(
+            service_url=str(service_url),
+            route_prefix=str(values.get("route_prefix", DEFAULT_ROUTE_PREFIX) or ""),
+            request_timeout=_number(values, "request_timeout", 20.0, float),
+            retries_attempts=int(_number(values, "retries_attempts", 10, int)),
+            retries_timeout=_number(values, "retries_timeout", 300.0, float),
+        )
+
+
+def _yaml_http_section(path: Path) -> dict[str, object]:
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {CONFIG_FILE_ENV}={path}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"{CONFIG_FILE_ENV}={path} is not valid YAML: {exc}") from exc
+    if document is None:
+        return {}
+    section = document.get("http") if isinstance(document, dict) else None
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise ConfigurationError(f"`http` in {path} must be a mapping, got {section!r}")
+    return {str(key): value for key, value in section.items()}
+
+
+def _number(
+    values: Mapping[str, object], name: str, default: float, kind: type[int] | type[float]
+) -> float:
+    raw = values.get(name, default)
+    try:
+        if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+            raise TypeError
+        number = kind(raw)
+    except (TypeError, ValueError):
+        raise ConfigurationError(
+            f"{ENV_PREFIX}{name.upper()} (or http.{name}) must be a number"
+            f"{' (whole)' if kind is int else ''}, got {raw!r}"
+        ) from None
+    if not math.isfinite(number) or number <= 0:
+        raise ConfigurationError(
+            f"{ENV_PREFIX}{name.upper()} (or http.{name}) must be positive, got {raw!r}"
+        )
+    return float(number)

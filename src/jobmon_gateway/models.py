@@ -1,0 +1,468 @@
+"""Response models: every payload the server sends, validated and coerced.
+
+Each wire quirk documented in PROTOCOL.md is handled here, once:
+
+* JSON object keys are strings (``"11"``); task-id keyed maps come out keyed
+  by ``int``.
+* ``get_tasks`` rows are positional lists whose resource fields are strings
+  holding a *Python literal* (``"{'memory': 0.5}"``); they are parsed with
+  :func:`ast.literal_eval` (never ``eval``) into dicts and lists.
+* ``downstream_node_ids`` arrives as a JSON list, a JSON-encoded string or
+  ``null``; it always comes out as ``list[int]``.
+* ``fetch_workflow_metadata`` sends ``[workflow_id, dag_id, max_concurrently_running]``
+  or ``[]`` for an unknown workflow.
+* Times are ``"YYYY-MM-DD HH:MM:SS"`` (server database clock, no zone) and come
+  out as naive :class:`~datetime.datetime`; ``"0000-00-00 00:00:00"`` is refused.
+* Status letters a newer server may add are kept as plain ``str``; the known
+  ones come out as :class:`TaskStatus` / :class:`WorkflowRunStatus` members.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Callable
+from datetime import datetime
+from enum import Enum
+from functools import lru_cache
+from typing import Annotated, Any, TypeVar
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+    model_validator,
+)
+
+__all__ = [
+    "DownstreamTasksResponse",
+    "HeartbeatResponse",
+    "QueueResponse",
+    "ServerErrorBody",
+    "ServerTimeResponse",
+    "StatusUpdateResponse",
+    "TaskMetadata",
+    "TaskStatus",
+    "TaskStatusLetter",
+    "TaskStatusUpdatesResponse",
+    "TasksResponse",
+    "TerminateTaskInstancesResponse",
+    "WorkflowConcurrencyResponse",
+    "WorkflowMetadata",
+    "WorkflowMetadataResponse",
+    "WorkflowRunStatus",
+    "WorkflowRunStatusLetter",
+]
+
+SERVER_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+class TaskStatus(str, Enum):
+    """Status letters of a task, as the server stores them."""
+
+    REGISTERING = "G"
+    QUEUED = "Q"
+    INSTANTIATING = "I"
+    LAUNCHED = "O"
+    RUNNING = "R"
+    DONE = "D"
+    ERROR_RECOVERABLE = "E"
+    ADJUSTING_RESOURCES = "A"
+    ERROR_FATAL = "F"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class WorkflowRunStatus(str, Enum):
+    """Status letters of a workflow run, as the server stores them."""
+
+    REGISTERED = "G"
+    LINKING = "L"
+    BOUND = "B"
+    ABORTED = "A"
+    RUNNING = "R"
+    DONE = "D"
+    STOPPED = "S"
+    ERROR = "E"
+    COLD_RESUME = "C"
+    HOT_RESUME = "H"
+    TERMINATED = "T"
+    INSTANTIATED = "I"
+    LAUNCHED = "O"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_StatusT = TypeVar("_StatusT", TaskStatus, WorkflowRunStatus)
+
+
+def _status_letter(enum: type[_StatusT]) -> Callable[[object], object]:
+    known = {member.value: member for member in enum}
+
+    def to_member(value: object) -> object:
+        # A letter a newer server adds must not fail the call: keep it as str.
+        if isinstance(value, str):
+            return known.get(value, value)
+        return value
+
+    return to_member
+
+
+_STATUS_DESCRIPTION = (
+    " Known letters come out as enum members (which compare equal to the letter);"
+    " a letter this SDK does not know yet is kept as a plain string."
+)
+
+TaskStatusLetter = Annotated[
+    TaskStatus | str,
+    BeforeValidator(_status_letter(TaskStatus)),
+    PlainSerializer(str, return_type=str),
+]
+"""A task status letter: a :class:`TaskStatus`, or ``str`` for a letter added later."""
+
+WorkflowRunStatusLetter = Annotated[
+    WorkflowRunStatus | str,
+    BeforeValidator(_status_letter(WorkflowRunStatus)),
+    PlainSerializer(str, return_type=str),
+]
+"""A workflow-run status letter: a :class:`WorkflowRunStatus`, or ``str`` for a new letter."""
+
+
+def _server_time(value: object) -> object:
+    # The server sends this when its database returned no clock; say so plainly
+    # instead of pydantic's "month value is outside expected range".
+    if isinstance(value, str) and value.startswith("0000-00-00"):
+        raise ValueError(f"the server sent no clock ({value!r})")
+    return value
+
+
+ServerTime = Annotated[datetime, BeforeValidator(_server_time)]
+"""A server timestamp ``"YYYY-MM-DD HH:MM:SS"`` as a naive datetime."""
+
+
+class _Response(BaseModel):
+    # Newer servers may add fields; ignoring them keeps old SDKs working.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class HeartbeatResponse(_Response):
+    """Answer to ``log_heartbeat``: the run's status after the heartbeat."""
+
+    status: WorkflowRunStatusLetter = Field(
+        description="Status of the workflow run after the heartbeat. It may differ from the"
+        " status sent: 'H' or 'C' mean the run was asked to resume and should stop."
+        + _STATUS_DESCRIPTION,
+        examples=["R"],
+    )
+
+
+class StatusUpdateResponse(_Response):
+    """Answer to ``update_status``: the run's status after the request.
+
+    An illegal transition is not an error on the server: the current status
+    comes back unchanged, so compare it with the status you asked for.
+    """
+
+    status: WorkflowRunStatusLetter = Field(
+        description="Status of the workflow run after the update (unchanged if the"
+        " transition was illegal)." + _STATUS_DESCRIPTION,
+        examples=["D"],
+    )
+
+
+class TerminateTaskInstancesResponse(_Response):
+    """Answer to ``terminate_task_instances``."""
+
+    workflow_run_id: int = Field(description="The workflow run whose task instances were ended.")
+    num_terminated: int = Field(description="How many task instances were set to terminate.")
+
+
+TaskIdsByStatus = dict[TaskStatusLetter, list[int]]
+
+
+class QueueResponse(_Response):
+    """Answer to ``queue_task_batch``: the queued tasks' ids by their new status."""
+
+    tasks_by_status: TaskIdsByStatus = Field(
+        description="Task ids by status letter after queueing; statuses with no tasks are"
+        " absent, and an empty batch gives an empty map." + _STATUS_DESCRIPTION,
+        examples=[{"Q": [4, 5]}],
+    )
+
+
+class TaskStatusUpdatesResponse(_Response):
+    """Answer to ``task_status_updates``: task ids by status, and the server's clock.
+
+    Pass ``time`` as ``since`` to the next call to get only what changed.
+    """
+
+    tasks_by_status: TaskIdsByStatus = Field(
+        description="Task ids by status letter (all tasks, or those changed since the"
+        " given time); statuses with no tasks are absent." + _STATUS_DESCRIPTION,
+        examples=[{"G": [4, 5], "Q": [1, 2, 3]}],
+    )
+    time: ServerTime = Field(
+        description="The server's database clock when the snapshot was taken (no zone).",
+        examples=["2026-11-28 17:56:34"],
+    )
+
+
+class WorkflowConcurrencyResponse(_Response):
+    """Answer to ``get_max_concurrently_running`` (workflow or array)."""
+
+    max_concurrently_running: int = Field(
+        description="How many tasks may run at once (2147483647 means no limit).",
+        examples=[37],
+    )
+
+
+class ServerTimeResponse(_Response):
+    """Answer to ``/time``: the server's database clock."""
+
+    time: ServerTime = Field(
+        description="The server's database clock (no zone).", examples=["2026-11-28 17:56:34"]
+    )
+
+
+class WorkflowMetadata(_Response):
+    """A workflow's identity and concurrency limit."""
+
+    workflow_id: int = Field(description="The workflow's id.")
+    dag_id: int = Field(description="The id of the workflow's DAG (for get_downstream_tasks).")
+    max_concurrently_running: int = Field(
+        description="How many of the workflow's tasks may run at once."
+    )
+
+
+class WorkflowMetadataResponse(_Response):
+    """Answer to ``fetch_workflow_metadata``.
+
+    The server sends ``{"workflow": [workflow_id, dag_id, max_concurrently_running]}``,
+    or ``{"workflow": []}`` (status 200) for an unknown workflow, which comes
+    out as ``workflow=None``.
+    """
+
+    workflow: WorkflowMetadata | None = Field(
+        description="The workflow, or null when the server does not know it (it sends [])."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _positional(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(row := data.get("workflow"), list):
+            if not row:
+                return {"workflow": None}
+            if len(row) != 3:
+                raise ValueError(
+                    f"workflow must be [workflow_id, dag_id, max_concurrently_running], got {row!r}"
+                )
+            workflow_id, dag_id, max_concurrently_running = row
+            return {
+                "workflow": {
+                    "workflow_id": workflow_id,
+                    "dag_id": dag_id,
+                    "max_concurrently_running": max_concurrently_running,
+                }
+            }
+        return data
+
+
+def _fresh(value: Any) -> Any:
+    # Parsed literals are cached; hand every task its own containers so that
+    # mutating one task's dict can never change another's.
+    if isinstance(value, dict):
+        return {key: _fresh(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_fresh(item) for item in value]
+    return value
+
+
+@lru_cache(maxsize=4096)
+def _literal(text: str) -> Any:
+    return ast.literal_eval(text)
+
+
+def _python_literal(expected: type[dict[str, Any]] | type[list[Any]]) -> Callable[[Any], Any]:
+    def parse(value: Any) -> Any:
+        if value is None or value == "None":
+            return expected()
+        if not isinstance(value, str):
+            return value
+        try:
+            # The same few strings repeat across thousands of rows: parse once.
+            parsed = _literal(value)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
+            raise ValueError(f"not a Python literal: {value[:80]!r}") from exc
+        return _fresh(parsed)
+
+    return parse
+
+
+_TASK_ROW_FIELDS = (
+    "array_id",
+    "status",
+    "max_attempts",
+    "resource_scales",
+    "fallback_queues",
+    "requested_resources",
+    "cluster_name",
+    "queue_name",
+    "array_max_concurrently_running",
+)
+
+
+class TaskMetadata(_Response):
+    """One row of ``get_tasks``: what the driver needs to schedule a task.
+
+    The server sends a positional list; its three resource fields are
+    strings holding Python literals, parsed here into dicts and lists.
+    """
+
+    array_id: int = Field(description="The array (task template version batch) of the task.")
+    status: TaskStatusLetter = Field(
+        description="The task's status letter (never 'D': get_tasks skips done tasks)."
+        + _STATUS_DESCRIPTION
+    )
+    max_attempts: int = Field(description="How many task instances may be tried.")
+    resource_scales: Annotated[dict[str, Any], BeforeValidator(_python_literal(dict))] = Field(
+        description="Scaling factors applied to resources on retry, e.g."
+        " {'memory': 0.5, 'runtime': 0.5}; sent as a Python-literal string."
+    )
+    fallback_queues: Annotated[list[Any], BeforeValidator(_python_literal(list))] = Field(
+        description="Queues to fall back to when resources exceed the queue's limits;"
+        " sent as a Python-literal string."
+    )
+    requested_resources: Annotated[dict[str, Any], BeforeValidator(_python_literal(dict))] = Field(
+        description="Resources requested for the task (memory, cores, runtime, ...);"
+        " sent as a Python-literal string."
+    )
+    cluster_name: str = Field(description="Name of the cluster the task runs on.")
+    queue_name: str = Field(description="Name of the queue the task is submitted to.")
+    array_max_concurrently_running: int = Field(
+        description="How many tasks of the task's array may run at once."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _positional(cls, data: Any) -> Any:
+        if isinstance(data, list | tuple):
+            if len(data) != len(_TASK_ROW_FIELDS):
+                raise ValueError(
+                    f"a get_tasks row has {len(_TASK_ROW_FIELDS)} fields, got {len(data)}"
+                )
+            return dict(zip(_TASK_ROW_FIELDS, data, strict=True))
+        return data
+
+
+class TasksResponse(_Response):
+    """Answer to ``get_tasks``: one chunk of not-done tasks keyed by task id."""
+
+    tasks: dict[int, TaskMetadata] = Field(
+        description="Tasks by id (ascending, only ids above max_task_id, not DONE);"
+        " an empty map means there are no more."
+    )
+
+
+def _node_ids(value: Any) -> Any:
+    # Three wire forms: a JSON list (clients above 3.4.23), a JSON-encoded
+    # string (older or unknown clients) and null (no downstream edges).
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return json.loads(value)
+    return value
+
+
+DownstreamNodeIds = Annotated[list[int], BeforeValidator(_node_ids)]
+
+
+class DownstreamTasksResponse(_Response):
+    """Answer to ``get_downstream_tasks``: each task's node and its downstream nodes."""
+
+    downstream_tasks: dict[int, tuple[int, DownstreamNodeIds]] = Field(
+        description="For each task id: (node_id, downstream node ids). The ids arrive as a"
+        " JSON list, a JSON-encoded string or null; they always come out as a list.",
+        examples=[{"1": [4, [2, 9]], "11": [6, []]}],
+    )
+
+
+NullOrEmptyObject: TypeAdapter[dict[str, Any] | None] = TypeAdapter(dict[str, Any] | None)
+"""The body of ``set_status_for_triaging``: ``{}`` (3.6) or ``null`` (3.2)."""
+
+
+class ServerErrorBody(BaseModel):
+    """What the server said in a non-2xx answer, from whichever envelope it used.
+
+    Three shapes are seen on the wire: ``{"error": {"type": ..., "exception_message": ...}}``
+    (400/423/500, content type ``application/custom+json``), ``{"error": "text"}``
+    (404 from a handler) and ``{"detail": "Not Found" | [{"loc": ..., "msg": ...}]}``
+    (FastAPI); 3.2 servers and proxies also answer with plain text or HTML.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    message: str | None = Field(default=None, description="The server's own message.")
+    error_type: str | None = Field(
+        default=None, description="The server-side exception type, when the envelope names one."
+    )
+
+    @classmethod
+    def from_body(cls, content: bytes) -> ServerErrorBody:
+        """Parse any error body; never raises."""
+        text = content.decode("utf-8", errors="replace").strip()
+        if not text:
+            return cls()
+        try:
+            envelope = json.loads(text)
+        except ValueError:
+            return cls(message=_plain_text(text))
+        if isinstance(envelope, dict):
+            error = envelope.get("error")
+            if isinstance(error, dict):
+                message = error.get("exception_message")
+                return cls(
+                    message=None if message is None else str(message),
+                    error_type=_exception_type(error.get("type")),
+                )
+            if isinstance(error, str):
+                return cls(message=error)
+            detail = envelope.get("detail")
+            if isinstance(detail, str):
+                return cls(message=detail)
+            if isinstance(detail, list):
+                return cls(message="; ".join(_validation_item(item) for item in detail))
+        return cls(message=text[:500])
+
+
+def _exception_type(value: object) -> str | None:
+    # The server sends str(type(exc)): "<class 'sqlalchemy.exc.NoResultFound'>".
+    if not isinstance(value, str):
+        return None
+    if value.startswith("<class '") and value.endswith("'>"):
+        return value[len("<class '") : -len("'>")]
+    return value
+
+
+def _validation_item(item: object) -> str:
+    if isinstance(item, dict):
+        loc = item.get("loc")
+        where = ".".join(str(part) for part in loc) if isinstance(loc, list) else ""
+        message = str(item.get("msg", item))
+        return f"{where}: {message}" if where else message
+    return str(item)
+
+
+def _plain_text(text: str) -> str:
+    # A proxy's HTML page: its <title> is the useful part.
+    lowered = text.lower()
+    start = lowered.find("<title>")
+    if start != -1:
+        end = lowered.find("</title>", start)
+        if end != -1:
+            return text[start + len("<title>") : end].strip()
+    return text[:500]
