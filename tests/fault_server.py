@@ -625,10 +625,11 @@ class FaultServer:
         self._listen_lock = threading.Lock()
         self._listener: socket.socket | None = None
         self._placeholder: socket.socket | None = None
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._ctl_r, self._ctl_w = socket.socketpair()
-        for sock in (self._wake_r, self._wake_w, self._ctl_r, self._ctl_w):
-            sock.setblocking(False)
+        # Created by start(), so that a server never started holds no sockets.
+        self._wake_r: socket.socket
+        self._wake_w: socket.socket
+        self._ctl_r: socket.socket
+        self._ctl_w: socket.socket
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -636,6 +637,12 @@ class FaultServer:
         """Bind 127.0.0.1 on a free port, start serving in a background thread, return self."""
         if self._accept_thread is not None:
             raise RuntimeError("FaultServer already started")
+        if self._stopped:
+            raise RuntimeError("FaultServer cannot be restarted")
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._ctl_r, self._ctl_w = socket.socketpair()
+        for sock in (self._wake_r, self._wake_w, self._ctl_r, self._ctl_w):
+            sock.setblocking(False)
         self._listener = self._new_listener(0)
         self._port = self._listener.getsockname()[1]
         self._deadline = time.monotonic() + self.max_lifetime
@@ -650,10 +657,11 @@ class FaultServer:
         if self._stopped:
             return
         self._stopped = True
+        if self._accept_thread is None:
+            return
         self._signal_stop()
         deadline = time.monotonic() + timeout
-        if self._accept_thread is not None:
-            self._accept_thread.join(timeout)
+        self._accept_thread.join(timeout)
         with self._lock:
             threads, conns = list(self._threads), list(self._conns)
         for thread in threads:
@@ -776,10 +784,8 @@ class FaultServer:
             self._listen_done.clear()
             self._listening = on
             self._ctl_w.send(b"x")
-            if not self._listen_done.wait(5.0):
-                raise FaultServerError("listener did not switch within 5 s")
-        if self.errors:
-            self.raise_errors()
+            if not self._listen_done.wait(5.0) or (self._listener is not None) != on:
+                raise FaultServerError(f"could not switch listening {'on' if on else 'off'}")
 
     def _new_listener(self, port: int) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -15,13 +15,18 @@ Each wire quirk documented in PROTOCOL.md is handled here, once:
   out as naive :class:`~datetime.datetime`; ``"0000-00-00 00:00:00"`` is refused.
 * Status letters a newer server may add are kept as plain ``str``; the known
   ones come out as :class:`TaskStatus` / :class:`WorkflowRunStatus` members.
+
+The JSON Schema of a model in validation mode (``Model.model_json_schema()``)
+describes the *wire* payload, quirks included: positional rows, Python-literal
+strings, string task-id keys, the three forms of downstream ids. It is what
+the server sends, not what the model hands back.
 """
 
 from __future__ import annotations
 
 import ast
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from enum import Enum
 from functools import lru_cache
@@ -32,10 +37,14 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     PlainSerializer,
     TypeAdapter,
+    WithJsonSchema,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 __all__ = [
     "DownstreamTasksResponse",
@@ -141,8 +150,35 @@ def _server_time(value: object) -> object:
     return value
 
 
-ServerTime = Annotated[datetime, BeforeValidator(_server_time)]
+ServerTime = Annotated[
+    datetime,
+    BeforeValidator(_server_time),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$",
+            # The server's "no clock" value is refused by the model.
+            "not": {"const": "0000-00-00 00:00:00"},
+        },
+        mode="validation",
+    ),
+]
 """A server timestamp ``"YYYY-MM-DD HH:MM:SS"`` as a naive datetime."""
+
+_TASK_ID_KEYS: dict[str, Any] = {"propertyNames": {"pattern": "^[0-9]+$"}}
+"""Schema of a task-id keyed map's keys: JSON object keys are strings (``"11"``)."""
+
+
+def _as_positional(object_schema: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+    # The wire form of an object the server sends as a list: one item per
+    # field, in order, each keeping the field's title and description.
+    properties = object_schema["properties"]
+    return {
+        "type": "array",
+        "prefixItems": [properties[name] for name in fields],
+        "minItems": len(fields),
+        "maxItems": len(fields),
+    }
 
 
 class _Response(BaseModel):
@@ -239,6 +275,9 @@ class WorkflowMetadata(_Response):
     )
 
 
+_WORKFLOW_ROW_FIELDS = ("workflow_id", "dag_id", "max_concurrently_running")
+
+
 class WorkflowMetadataResponse(_Response):
     """Answer to ``fetch_workflow_metadata``.
 
@@ -251,6 +290,26 @@ class WorkflowMetadataResponse(_Response):
         description="The workflow, or null when the server does not know it (it sends [])."
     )
 
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(core_schema)
+        if handler.mode == "validation":
+            # On the wire `workflow` is [workflow_id, dag_id, max_concurrently_running] or [].
+            response = handler.resolve_ref_schema(json_schema)
+            workflow = response["properties"]["workflow"]
+            metadata_ref = next(item for item in workflow.pop("anyOf") if "$ref" in item)
+            metadata = handler.resolve_ref_schema(metadata_ref)
+            row = _as_positional(metadata, _WORKFLOW_ROW_FIELDS)
+            row["description"] = "The workflow as [workflow_id, dag_id, max_concurrently_running]."
+            workflow["anyOf"] = [
+                row,
+                {"type": "array", "maxItems": 0, "description": "The server does not know it."},
+            ]
+            workflow["examples"] = [[1, 1, 37], []]
+        return json_schema
+
     @model_validator(mode="before")
     @classmethod
     def _positional(cls, data: Any) -> Any:
@@ -261,14 +320,7 @@ class WorkflowMetadataResponse(_Response):
                 raise ValueError(
                     f"workflow must be [workflow_id, dag_id, max_concurrently_running], got {row!r}"
                 )
-            workflow_id, dag_id, max_concurrently_running = row
-            return {
-                "workflow": {
-                    "workflow_id": workflow_id,
-                    "dag_id": dag_id,
-                    "max_concurrently_running": max_concurrently_running,
-                }
-            }
+            return {"workflow": dict(zip(_WORKFLOW_ROW_FIELDS, row, strict=True))}
         return data
 
 
@@ -303,6 +355,30 @@ def _python_literal(expected: type[dict[str, Any]] | type[list[Any]]) -> Callabl
     return parse
 
 
+def _literal_wire_schema(example: str) -> WithJsonSchema:
+    # What the server sends for a resource field: a Python literal in a string
+    # (null, or "None", for a missing value; both come out empty).
+    return WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "description": "A Python literal (not JSON)."},
+                {"type": "null"},
+            ],
+            "examples": [example],
+        },
+        mode="validation",
+    )
+
+
+_PythonLiteralDict = Annotated[
+    dict[str, Any],
+    BeforeValidator(_python_literal(dict)),
+    _literal_wire_schema("{'memory': 0.5, 'runtime': 0.5}"),
+]
+_PythonLiteralList = Annotated[
+    list[Any], BeforeValidator(_python_literal(list)), _literal_wire_schema("['long.q']")
+]
+
 _TASK_ROW_FIELDS = (
     "array_id",
     "status",
@@ -329,15 +405,15 @@ class TaskMetadata(_Response):
         + _STATUS_DESCRIPTION
     )
     max_attempts: int = Field(description="How many task instances may be tried.")
-    resource_scales: Annotated[dict[str, Any], BeforeValidator(_python_literal(dict))] = Field(
+    resource_scales: _PythonLiteralDict = Field(
         description="Scaling factors applied to resources on retry, e.g."
         " {'memory': 0.5, 'runtime': 0.5}; sent as a Python-literal string."
     )
-    fallback_queues: Annotated[list[Any], BeforeValidator(_python_literal(list))] = Field(
+    fallback_queues: _PythonLiteralList = Field(
         description="Queues to fall back to when resources exceed the queue's limits;"
         " sent as a Python-literal string."
     )
-    requested_resources: Annotated[dict[str, Any], BeforeValidator(_python_literal(dict))] = Field(
+    requested_resources: _PythonLiteralDict = Field(
         description="Resources requested for the task (memory, cores, runtime, ...);"
         " sent as a Python-literal string."
     )
@@ -358,13 +434,28 @@ class TaskMetadata(_Response):
             return dict(zip(_TASK_ROW_FIELDS, data, strict=True))
         return data
 
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(core_schema)
+        if handler.mode == "validation":
+            # On the wire a task is a positional list, not an object.
+            row = handler.resolve_ref_schema(json_schema)
+            positional = _as_positional(row, _TASK_ROW_FIELDS)
+            for key in ("properties", "required", "additionalProperties"):
+                row.pop(key, None)
+            row.update(positional)
+        return json_schema
+
 
 class TasksResponse(_Response):
     """Answer to ``get_tasks``: one chunk of not-done tasks keyed by task id."""
 
     tasks: dict[int, TaskMetadata] = Field(
         description="Tasks by id (ascending, only ids above max_task_id, not DONE);"
-        " an empty map means there are no more."
+        " an empty map means there are no more.",
+        json_schema_extra=_TASK_ID_KEYS,
     )
 
 
@@ -378,16 +469,44 @@ def _node_ids(value: Any) -> Any:
     return value
 
 
-DownstreamNodeIds = Annotated[list[int], BeforeValidator(_node_ids)]
+DownstreamNodeIds = Annotated[
+    list[int],
+    BeforeValidator(_node_ids),
+    WithJsonSchema(
+        {
+            "title": "Downstream Node Ids",
+            "description": "The downstream node ids.",
+            "anyOf": [
+                {
+                    "type": "array",
+                    "items": {"type": "integer"},
+                    "description": "A JSON list (clients above 3.4.23).",
+                },
+                {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {"type": "array", "items": {"type": "integer"}},
+                    "description": "A JSON-encoded list (older or unknown clients).",
+                },
+                {"type": "null", "description": "The node has no downstream edges."},
+            ],
+        },
+        mode="validation",
+    ),
+]
+"""Downstream node ids in any of their three wire forms, always a ``list[int]``."""
+
+_DagNodeId = Annotated[int, Field(title="Node Id", description="The task's node in the DAG.")]
 
 
 class DownstreamTasksResponse(_Response):
     """Answer to ``get_downstream_tasks``: each task's node and its downstream nodes."""
 
-    downstream_tasks: dict[int, tuple[int, DownstreamNodeIds]] = Field(
+    downstream_tasks: dict[int, tuple[_DagNodeId, DownstreamNodeIds]] = Field(
         description="For each task id: (node_id, downstream node ids). The ids arrive as a"
         " JSON list, a JSON-encoded string or null; they always come out as a list.",
         examples=[{"1": [4, [2, 9]], "11": [6, []]}],
+        json_schema_extra=_TASK_ID_KEYS,
     )
 
 

@@ -1,0 +1,149 @@
+"""Reference-style Jobmon client: the baseline the gateway SDK is benchmarked against.
+
+Written the way the reference Jobmon client talks to the server, minus its retry decorator
+(so the baseline is, if anything, a little faster than the real thing):
+
+* async calls share one pooled ``aiohttp.ClientSession``;
+* sync calls use ``requests.request(...)`` without a session: a new connection every call;
+* every request has ``Content-Type: application/json`` and ``client_jobmon_version``; GET sends
+  its message as query parameters, other methods as a JSON body;
+* answers are decoded with ``json`` into plain dicts and not validated;
+* downstream ids in the JSON-encoded-string form go through ``json.loads`` row by row;
+* ``get_tasks`` pages with the int max of the returned keys.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+import requests
+
+# The reference client sends its own version. "3.4.0" mimics an older reference client: the
+# server sends downstream ids as JSON lists only to clients above 3.4.23, so this baseline gets
+# the JSON-encoded string form ("[2, 9]") and pays one json.loads per row, as such a client did.
+REFERENCE_CLIENT_VERSION = "3.4.0"
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+Message = dict[str, Any]
+Downstream = dict[int, list[Any]]  # task_id -> [node_id, downstream node ids or None]
+
+
+def _split(method: str, version: str, message: Message | None) -> tuple[Message, Message | None]:
+    params: Message = {"client_jobmon_version": version}
+    if method == "GET":
+        params.update(message or {})
+        return params, None
+    return params, message if message is not None else {}
+
+
+def parse_downstream(answer: Message) -> Downstream:
+    result: Downstream = {}
+    for task_id, (node_id, ids) in answer["downstream_tasks"].items():
+        result[int(task_id)] = [node_id, json.loads(ids) if isinstance(ids, str) else ids]
+    return result
+
+
+class BaselineClient:
+    """Sync methods have no suffix; async ones end in ``_async`` and need ``async with``."""
+
+    def __init__(self, base_url: str, client_version: str = REFERENCE_CLIENT_VERSION,
+                 timeout: float = 20.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.client_version = client_version
+        self.timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    # ---- sync: requests.request without a session (one new TCP connection per call) ----
+
+    def request(self, method: str, route: str, message: Message | None = None) -> Any:
+        params, body = _split(method, self.client_version, message)
+        response = requests.request(method, self.base_url + route, params=params, json=body,
+                                    headers=JSON_HEADERS, timeout=self.timeout)
+        if response.status_code != 200:
+            raise RuntimeError(f"{method} {route} -> {response.status_code}: {response.text}")
+        return json.loads(response.content)
+
+    def log_heartbeat(self, workflow_run_id: int, status: str = "R",
+                      next_report_increment: float = 30.0) -> str:
+        message = {"status": status, "next_report_increment": next_report_increment}
+        answer = self.request("POST", f"/workflow_run/{workflow_run_id}/log_heartbeat", message)
+        return str(answer["status"])
+
+    def get_task_status_updates(self, workflow_id: int, last_sync: str | None = None) -> Message:
+        message = {} if last_sync is None else {"last_sync": last_sync}
+        answer: Message = self.request("POST", f"/workflow/{workflow_id}/task_status_updates",
+                                       message)
+        return answer
+
+    def get_downstream_tasks(self, task_ids: list[int], dag_id: int) -> Downstream:
+        message = {"task_ids": task_ids, "dag_id": dag_id}
+        return parse_downstream(self.request("POST", "/task/get_downstream_tasks", message))
+
+    def get_tasks(self, workflow_id: int, chunk_size: int = 500) -> dict[int, list[Any]]:
+        tasks: dict[int, list[Any]] = {}
+        max_task_id = 0
+        while True:
+            query = {"max_task_id": max_task_id, "chunk_size": chunk_size}
+            chunk = self.request("GET", f"/workflow/get_tasks/{workflow_id}", query)["tasks"]
+            if not chunk:
+                return tasks
+            tasks.update((int(k), row) for k, row in chunk.items())
+            max_task_id = max(int(k) for k in chunk)
+
+    # ---- async: one pooled aiohttp.ClientSession ----
+
+    async def __aenter__(self) -> BaselineClient:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request_async(self, method: str, route: str, message: Message | None = None) -> Any:
+        if self._session is None:
+            raise RuntimeError("use 'async with BaselineClient(...)' for async calls")
+        params, body = _split(method, self.client_version, message)
+        async with self._session.request(
+            method, self.base_url + route, params=params, json=body, headers=JSON_HEADERS,
+            timeout=aiohttp.ClientTimeout(total=self.timeout),
+        ) as response:
+            raw = await response.read()
+            if response.status != 200:
+                raise RuntimeError(f"{method} {route} -> {response.status}: {raw!r}")
+        return json.loads(raw)
+
+    async def log_heartbeat_async(self, workflow_run_id: int, status: str = "R",
+                                  next_report_increment: float = 30.0) -> str:
+        message = {"status": status, "next_report_increment": next_report_increment}
+        route = f"/workflow_run/{workflow_run_id}/log_heartbeat"
+        return str((await self.request_async("POST", route, message))["status"])
+
+    async def get_task_status_updates_async(self, workflow_id: int,
+                                            last_sync: str | None = None) -> Message:
+        message = {} if last_sync is None else {"last_sync": last_sync}
+        route = f"/workflow/{workflow_id}/task_status_updates"
+        answer: Message = await self.request_async("POST", route, message)
+        return answer
+
+    async def get_downstream_tasks_async(self, task_ids: list[int], dag_id: int) -> Downstream:
+        message = {"task_ids": task_ids, "dag_id": dag_id}
+        return parse_downstream(await self.request_async("POST", "/task/get_downstream_tasks",
+                                                         message))
+
+    async def get_tasks_async(self, workflow_id: int,
+                              chunk_size: int = 500) -> dict[int, list[Any]]:
+        tasks: dict[int, list[Any]] = {}
+        max_task_id = 0
+        while True:
+            query = {"max_task_id": max_task_id, "chunk_size": chunk_size}
+            route = f"/workflow/get_tasks/{workflow_id}"
+            chunk = (await self.request_async("GET", route, query))["tasks"]
+            if not chunk:
+                return tasks
+            tasks.update((int(k), row) for k, row in chunk.items())
+            max_task_id = max(int(k) for k in chunk)

@@ -1,0 +1,77 @@
+"""Shared fixtures: the recorded wire pairs and a requester that retries without waiting."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobmon_gateway import Requester
+
+SERVICE_URL = "http://jobmon.test"
+SERVER_DIRS = ("jobmon-server-3.6", "jobmon-server-3.2.2")
+
+
+def find_wire_dir() -> Path | None:
+    """The recorded pairs: /work/shared/wire beside the repo, else $JOBMON_WIRE_DIR."""
+    candidates = [Path(__file__).resolve().parents[2] / "shared" / "wire"]
+    if os.environ.get("JOBMON_WIRE_DIR"):
+        candidates.append(Path(os.environ["JOBMON_WIRE_DIR"]))
+    for candidate in candidates:
+        if all((candidate / server).is_dir() for server in SERVER_DIRS):
+            return candidate
+    return None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # One case per recorded file; an absent wire dir gives an empty (skipped) set.
+    if "recording_path" in metafunc.fixturenames:
+        wire = find_wire_dir()
+        paths = (
+            []
+            if wire is None
+            else sorted(path for server in SERVER_DIRS for path in (wire / server).glob("*.json"))
+        )
+        metafunc.parametrize(
+            "recording_path", paths, ids=[f"{path.parent.name}/{path.stem}" for path in paths]
+        )
+
+
+@pytest.fixture
+def wire_dir() -> Path:
+    wire = find_wire_dir()
+    if wire is None:
+        pytest.skip("no recorded wire pairs (set JOBMON_WIRE_DIR)")
+    return wire
+
+
+@pytest.fixture
+def recording(recording_path: Path) -> dict[str, Any]:
+    """One recorded pair: method, route, query, request_json, status, content_type, ..."""
+    loaded: dict[str, Any] = json.loads(recording_path.read_text(encoding="utf-8"))
+    loaded["name"] = recording_path.stem
+    loaded["server_dir"] = recording_path.parent.name
+    return loaded
+
+
+@pytest.fixture
+def make_requester() -> Callable[..., Requester]:
+    """Requester factory for http://jobmon.test with zero backoff (retries are instant)."""
+
+    def make(**options: Any) -> Requester:
+        settings: dict[str, Any] = {
+            "retries_attempts": 3,
+            "wait_initial": 0,
+            "wait_jitter": 0,
+            "wait_max": 0,
+            "retry_after_max": 0,
+            **options,
+        }
+        service_url = settings.pop("service_url", SERVICE_URL)
+        return Requester(service_url, **settings)
+
+    return make
