@@ -22,86 +22,18 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
 from . import routes
 from .errors import ConfigurationError, GatewayError
 from .gateway import ServerGateway
-from .models import TaskStatus, TaskStatusUpdatesResponse
+from .progress import STATUS_NAMES, ProgressView, StatusTally
 from .routes import Call
 from .transport import Requester
 
-__all__ = ["StatusTally", "main"]
+__all__ = ["main", "watch_workflow"]
 
 T = TypeVar("T")
-
-FINISHED = frozenset({TaskStatus.DONE.value, TaskStatus.ERROR_FATAL.value})
-"""Task statuses a workflow run does not move out of."""
-
-_STATUS_NAMES = {status.value: status.name.lower().replace("_", " ") for status in TaskStatus}
-# The order bars are drawn in: from finished, through active, to waiting.
-_STATUS_ORDER = ["D", "F", "R", "O", "I", "Q", "E", "A", "G"]
-
-
-class StatusTally:
-    """Every task's last known status, fed by full and incremental status updates.
-
-    ``get_task_status_updates(since=...)`` only sends what changed, so the
-    counts are kept here, task by task, and each update moves its tasks.
-    """
-
-    def __init__(self) -> None:
-        self.status_of: dict[int, str] = {}
-        self.last_sync: datetime | None = None
-
-    def apply(self, update: TaskStatusUpdatesResponse) -> None:
-        """Record the statuses in ``update`` and remember its server time."""
-        for status, task_ids in update.tasks_by_status.items():
-            letter = str(status)
-            for task_id in task_ids:
-                self.status_of[task_id] = letter
-        self.last_sync = update.time
-
-    def counts(self) -> dict[str, int]:
-        """Number of tasks per status letter (only statuses that have tasks)."""
-        counts: dict[str, int] = {}
-        for letter in self.status_of.values():
-            counts[letter] = counts.get(letter, 0) + 1
-        return counts
-
-    @property
-    def finished(self) -> bool:
-        """Whether there are tasks and every one of them is done or failed."""
-        return bool(self.status_of) and all(s in FINISHED for s in self.status_of.values())
-
-
-class ProgressView:
-    """A live bar per task status, redrawn from a :class:`StatusTally`."""
-
-    def __init__(self, console: Console, title: str) -> None:
-        self.progress = Progress(
-            TextColumn("[bold]{task.description:>22}"),
-            BarColumn(bar_width=40),
-            MofNCompleteColumn(),
-            console=console,
-        )
-        self.title = title
-        self.bars: dict[str, TaskID] = {}
-
-    def show(self, tally: StatusTally) -> None:
-        """Redraw the bars from ``tally``'s counts."""
-        counts = tally.counts()
-        total = len(tally.status_of)
-        letters = sorted(
-            set(counts) | set(self.bars),
-            key=lambda s: _STATUS_ORDER.index(s) if s in _STATUS_ORDER else len(_STATUS_ORDER),
-        )
-        for letter in letters:
-            if letter not in self.bars:
-                name = _STATUS_NAMES.get(letter, "unknown")
-                self.bars[letter] = self.progress.add_task(f"{letter} {name}", total=total)
-            self.progress.update(self.bars[letter], completed=counts.get(letter, 0), total=total)
 
 
 class _Context:
@@ -109,7 +41,8 @@ class _Context:
         self.url = url
         self.prefix = prefix
         self.as_json = as_json
-        self.console = Console()
+        # With --json, stdout carries only JSON; live views go to stderr.
+        self.console = Console(stderr=as_json)
 
     def requester(self) -> Requester:
         # The options win over the environment and the YAML file, as documented.
@@ -190,7 +123,7 @@ def workflow_command(obj: _Context, workflow_id: int) -> None:
         table.add_column("status")
         table.add_column("tasks", justify="right")
         for letter in sorted(counts, key=lambda s: -counts[s]):
-            table.add_row(f"{letter} {_STATUS_NAMES.get(letter, 'unknown')}", str(counts[letter]))
+            table.add_row(f"{letter} {STATUS_NAMES.get(letter, 'unknown')}", str(counts[letter]))
         table.add_row("[bold]all", f"[bold]{len(tally.status_of)}")
         obj.console.print(table)
         obj.console.print(

@@ -89,7 +89,9 @@ def _non_negative_id(name: str, value: object) -> int:
 
 
 def _task_ids(values: object) -> list[int]:
-    if isinstance(values, str | bytes | bytearray | Mapping) or not isinstance(values, Iterable):
+    # A str is iterable but never a list of ids; a dict (e.g. a get_tasks
+    # chunk) is an Iterable[int] of its keys, as the type says.
+    if isinstance(values, str | bytes | bytearray) or not isinstance(values, Iterable):
         raise InvalidRequestError(
             f"task_ids must be an iterable of positive ints, got {type(values).__name__}"
         )
