@@ -15,7 +15,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -222,7 +221,10 @@ def schema_command(obj: _Context, out_dir: Path) -> None:
     except OSError as exc:
         click.echo(f"error: cannot write schemas to {out_dir}: {exc}", err=True)
         sys.exit(1)
-    obj.emit([str(path) for path in written], lambda: [click.echo(str(p)) for p in written])
+    obj.emit(
+        [str(path) for path in written],
+        lambda: click.echo("\n".join(str(path) for path in written)),
+    )
 
 
 @main.command("demo")

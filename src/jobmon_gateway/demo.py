@@ -182,6 +182,7 @@ def run_demo(
             view.show(driver.tally)
         final_status = driver.finish()
     counts = driver.tally.counts()
+    not_run = len(driver.tasks) - counts.get("D", 0) - counts.get("F", 0)
     elapsed = time.perf_counter() - started
     requests = sum(driver.calls.values())
     return {
@@ -195,7 +196,6 @@ def run_demo(
         "seconds": round(elapsed, 2),
         "summary": (
             f"workflow run {run_id} ended {final_status}: {counts.get('D', 0)} done,"
-            f" {counts.get('F', 0)} failed, {len(driver.tasks) - counts.get('D', 0) - counts.get('F', 0)}"
-            f" not run, of {len(driver.tasks)} tasks; {requests} calls in {elapsed:.1f}s"
+            f" {counts.get('F', 0)} failed, {not_run} not run, of {len(driver.tasks)} tasks; {requests} calls in {elapsed:.1f}s"
         ),
     }
