@@ -196,6 +196,7 @@ def run_demo(
         "seconds": round(elapsed, 2),
         "summary": (
             f"workflow run {run_id} ended {final_status}: {counts.get('D', 0)} done,"
-            f" {counts.get('F', 0)} failed, {not_run} not run, of {len(driver.tasks)} tasks; {requests} calls in {elapsed:.1f}s"
+            f" {counts.get('F', 0)} failed, {not_run} not run, of {len(driver.tasks)} tasks;"
+            f" {requests} calls in {elapsed:.1f}s"
         ),
     }
