@@ -27,12 +27,13 @@ from __future__ import annotations
 import ast
 import json
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from enum import Enum
 from functools import lru_cache
 from typing import Annotated, Any, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -147,12 +148,24 @@ def _server_time(value: object) -> object:
     # instead of pydantic's "month value is outside expected range".
     if isinstance(value, str) and value.startswith("0000-00-00"):
         raise ValueError(f"the server sent no clock ({value!r})")
+    if not isinstance(value, str):
+        # pydantic would read a number as unix seconds; the server never sends one.
+        raise ValueError(f"a server time is a 'YYYY-MM-DD HH:MM:SS' string, got {value!r}")
+    return value
+
+
+def _naive(value: datetime) -> datetime:
+    # The server's clock has no zone and `since` must be sent back the same
+    # way; should a server ever add a zone, keep the instant, on UTC.
+    if value.tzinfo is not None:
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
     return value
 
 
 ServerTime = Annotated[
     datetime,
     BeforeValidator(_server_time),
+    AfterValidator(_naive),
     WithJsonSchema(
         {
             "type": "string",
@@ -331,6 +344,10 @@ def _fresh(value: Any) -> Any:
         return {key: _fresh(item) for key, item in value.items()}
     if isinstance(value, list):
         return [_fresh(item) for item in value]
+    if isinstance(value, set):
+        return set(value)  # a set's members are hashable, so immutable here
+    if isinstance(value, tuple):
+        return tuple(_fresh(item) for item in value)
     return value
 
 
