@@ -70,7 +70,9 @@ def _recordings(config: MkDocsConfig) -> dict[str, list[Recording]]:
         log.info("no recorded wire pairs found: the schema pages will have no examples")
         return found
     # Newest server first: its answers are the ones a current client sees.
-    for path in sorted(wire.glob("*/*.json"), key=lambda p: (p.parent.name != "jobmon-server-3.6", p)):
+    for path in sorted(
+        wire.glob("*/*.json"), key=lambda p: (p.parent.name != "jobmon-server-3.6", p)
+    ):
         recording = json.loads(path.read_text(encoding="utf-8"))
         if not 200 <= recording["status"] < 300:
             continue
@@ -190,8 +192,26 @@ def _docstring_markdown(model: type[BaseModel]) -> str:
     return re.sub(r"``([^`]+)``", r"`\1`", body)
 
 
+def _compact_json(value: Any, indent: int = 0) -> str:
+    """JSON with objects spread over lines and lists of plain values kept on one.
+
+    A task row or a list of ids reads best on one line, as the server sent it.
+    """
+    pad = " " * indent
+    if isinstance(value, dict) and value:
+        items = [
+            f"{pad}  {json.dumps(key, ensure_ascii=False)}: {_compact_json(item, indent + 2)}"
+            for key, item in value.items()
+        ]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    if isinstance(value, list) and any(isinstance(item, dict) for item in value):
+        items = [f"{pad}  {_compact_json(item, indent + 2)}" for item in value]
+        return "[\n" + ",\n".join(items) + f"\n{pad}]"
+    return json.dumps(value, ensure_ascii=False)
+
+
 def _json_block(value: Any) -> list[str]:
-    return ["``` json", json.dumps(value, indent=2, ensure_ascii=False), "```"]
+    return ["``` json", *_compact_json(value).splitlines(), "```"]
 
 
 def _indented(lines: list[str], prefix: str = "    ") -> list[str]:
@@ -204,10 +224,10 @@ def _model_page(model: type[BaseModel], recordings: list[Recording]) -> str:
     routes = [route for route in WIRE_ROUTES if route.model is model]
     lines = [f"# {name}", "", _docstring_markdown(model), ""]
     for route in routes:
+        call = route.gateway_call
         lines.append(
             f"- Answer of `{route.method} {route.template}`, sent by"
-            f" [`ServerGateway.{route.gateway_call}`][jobmon_gateway.ServerGateway.{route.gateway_call}]"
-            f" and `{route.gateway_call}_sync`."
+            f" [`ServerGateway.{call}`][jobmon_gateway.ServerGateway.{call}] and `{call}_sync`."
         )
     lines += [
         f"- The model: [`{name}`][jobmon_gateway.models.{name}].",
@@ -221,15 +241,18 @@ def _model_page(model: type[BaseModel], recordings: list[Recording]) -> str:
         "",
         "## Fields",
         "",
+        '<div class="schema-fields" markdown>',
+        "",
         *_field_table(schema),
         "",
     ]
     for heading, row in _nested_rows(schema):
         lines += [f"### {heading}", "", *_row_table(row), ""]
+    lines += ["</div>", ""]
     lines += [
         "## Schema and a recorded answer",
         "",
-        '<div class="grid" markdown>',
+        '<div class="grid schema-side-by-side" markdown>',
         "",
         '<div class="schema-json" markdown>',
         "",
@@ -296,7 +319,9 @@ def on_config(config: MkDocsConfig) -> MkDocsConfig:
                 {model.__name__: f"{SCHEMAS_DIR}/{model.__name__}.md"} for model in RESPONSE_MODELS
             )
             return config
-    log.warning("mkdocs.yml has no %r section in its nav; schema pages are unlisted", SCHEMAS_SECTION)
+    log.warning(
+        "mkdocs.yml has no %r section in its nav; schema pages are unlisted", SCHEMAS_SECTION
+    )
     return config
 
 
@@ -312,7 +337,9 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
                 content=_model_page(model, recordings.get(name, [])),
             )
         )
-        files.append(File.generated(config, f"{SCHEMAS_DIR}/{name}.json", content=schema_text(model)))
+        files.append(
+            File.generated(config, f"{SCHEMAS_DIR}/{name}.json", content=schema_text(model))
+        )
     return files
 
 

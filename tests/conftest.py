@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from jobmon_gateway import Requester
 
 SERVICE_URL = "http://jobmon.test"
 SERVER_DIRS = ("jobmon-server-3.6", "jobmon-server-3.2.2")
+# Loading the CA bundle costs ~30 ms per client; every test client shares one context.
+_TLS = ssl.create_default_context()
 
 
 def find_wire_dir() -> Path | None:
@@ -69,6 +72,7 @@ def make_requester() -> Callable[..., Requester]:
             "wait_jitter": 0,
             "wait_max": 0,
             "retry_after_max": 0,
+            "verify": _TLS,
             **options,
         }
         service_url = settings.pop("service_url", SERVICE_URL)

@@ -22,9 +22,9 @@ from jobmon_gateway import (
 BAD_IDS: list[Any] = [True, False, "1", "abc", 1.0, 2.5, 0, -1, -100, None, [1]]
 BAD_NON_NEGATIVE: list[Any] = [True, False, "1", 1.0, -1, None]
 
-RUN_STATUS = {"status": "R"}
-QUEUED = {"tasks_by_status": {"Q": [1]}}
-DOWNSTREAM = {"downstream_tasks": {}}
+RUN_STATUS: dict[str, Any] = {"status": "R"}
+QUEUED: dict[str, Any] = {"tasks_by_status": {"Q": [1]}}
+DOWNSTREAM: dict[str, Any] = {"downstream_tasks": {}}
 
 
 @pytest.fixture
@@ -163,7 +163,7 @@ def _from_generator() -> Iterator[int]:
 
 
 @pytest.mark.parametrize(
-    "bad", ["12", b"12", {1: 1}, 5, None, [1, "2"], [1.0]], ids=repr
+    "bad", ["12", b"12", bytearray(b"12"), 5, None, [1, "2"], [1.0], {"1": 1}], ids=repr
 )
 async def test_task_ids_must_be_an_iterable_of_ids(
     gateway: ServerGateway, mode: str, httpx_mock: HTTPXMock, bad: Any
@@ -189,8 +189,8 @@ async def test_task_ids_keep_order_and_duplicates(
 
 @pytest.mark.parametrize(
     "task_ids",
-    [_from_generator, lambda: (7, 3, 7), lambda: iter([7, 3, 7])],
-    ids=["generator", "tuple", "iterator"],
+    [_from_generator, lambda: (7, 3, 7), lambda: iter([7, 3, 7]), lambda: {7: "a", 3: "b"}],
+    ids=["generator", "tuple", "iterator", "dict-keys"],
 )
 async def test_any_iterable_of_task_ids_is_accepted(
     gateway: ServerGateway,
@@ -199,8 +199,10 @@ async def test_any_iterable_of_task_ids_is_accepted(
     task_ids: Callable[[], Any],
 ) -> None:
     httpx_mock.add_response(json=DOWNSTREAM)
-    await run(gateway, mode, "get_downstream_tasks", task_ids(), 9)
-    assert sent_body(httpx_mock) == {"task_ids": [7, 3, 7], "dag_id": 9}
+    ids = task_ids()
+    expected = list(ids) if isinstance(ids, dict) else [7, 3, 7]
+    await run(gateway, mode, "get_downstream_tasks", ids, 9)
+    assert sent_body(httpx_mock) == {"task_ids": expected, "dag_id": 9}
 
 
 async def test_an_empty_batch_is_sent(
@@ -215,7 +217,9 @@ async def test_an_empty_batch_is_sent(
 # -- status letters --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad", ["r", "RR", "", " R", "R ", "R\n", "1", "É", 1, None, b"R"], ids=repr)
+@pytest.mark.parametrize(
+    "bad", ["r", "RR", "", " R", "R ", "R\n", "1", "É", 1, None, b"R"], ids=repr
+)
 @pytest.mark.parametrize("call", ["log_heartbeat", "update_status"])
 async def test_status_must_be_one_upper_case_letter(
     gateway: ServerGateway, mode: str, httpx_mock: HTTPXMock, call: str, bad: Any

@@ -257,9 +257,7 @@ PLANS: dict[str, Plan] = {
     "task_status_updates_full": _STATUS_UPDATES,
     "task_status_updates_since": _STATUS_UPDATES,
     "get_max_concurrently_running": Plan("get_workflow_concurrency", _no_args, _check_int),
-    "get_max_concurrently_running_missing": Plan(
-        "get_workflow_concurrency", _no_args, _check_int
-    ),
+    "get_max_concurrently_running_missing": Plan("get_workflow_concurrency", _no_args, _check_int),
     "get_array_max_concurrently_running": Plan(
         "get_array_concurrency",
         lambda rec: (_route_id(rec, r"/array/(\d+)/get_array_max_concurrently_running"),),

@@ -81,7 +81,7 @@ class HttpSettings:
 def _yaml_http_section(path: Path) -> dict[str, object]:
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConfigurationError(f"cannot read {CONFIG_FILE_ENV}={path}: {exc}") from exc
     except yaml.YAMLError as exc:
         raise ConfigurationError(f"{CONFIG_FILE_ENV}={path} is not valid YAML: {exc}") from exc
@@ -102,7 +102,10 @@ def _number(
     try:
         if isinstance(raw, bool) or not isinstance(raw, str | int | float):
             raise TypeError
-        number = kind(raw)
+        number = float(raw)
+        if kind is int and not number.is_integer():
+            # 2.5 attempts is a mistake to report, not a number to round.
+            raise ValueError
     except (TypeError, ValueError):
         raise ConfigurationError(
             f"{ENV_PREFIX}{name.upper()} (or http.{name}) must be a number"

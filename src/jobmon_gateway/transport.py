@@ -13,6 +13,7 @@ import email.utils
 import json
 import logging
 import math
+import os
 import random
 import ssl
 import time
@@ -229,6 +230,10 @@ class Requester:
             ConfigurationError: ``JOBMON__HTTP__SERVICE_URL`` is not set anywhere,
                 or a value is malformed.
         """
+        environ = dict(os.environ if environ is None else environ)
+        if overrides.get("service_url"):
+            # An explicit URL is enough: the environment need not name one.
+            environ["JOBMON__HTTP__SERVICE_URL"] = str(overrides["service_url"])
         settings = HttpSettings.from_env(environ)
         options: dict[str, Any] = {
             "route_prefix": settings.route_prefix,

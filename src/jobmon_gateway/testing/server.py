@@ -5,6 +5,8 @@
 :meth:`FakeJobmonServer.transport` or :meth:`FakeJobmonServer.async_transport`
 into an ``httpx.Client`` / ``httpx.AsyncClient`` and it serves the workflow-run
 API of a Jobmon 3.6 server, byte for byte where recordings exist.
+:meth:`FakeJobmonServer.serve` puts the same fake on a real loopback socket
+for clients that cannot take a transport (a command line, a subprocess).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from http import HTTPStatus
@@ -19,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from ._loopback import loopback_address, serve_loopback
 from .routes import Answer, answer_request, error_envelope, json_answer
 from .state import JobmonDatabase
 
@@ -243,6 +247,46 @@ class FakeJobmonServer(JobmonDatabase):
     def async_transport(self) -> FakeJobmonAsyncTransport:
         """Return a new async transport for ``httpx.AsyncClient(transport=...)``."""
         return FakeJobmonAsyncTransport(self)
+
+    def serve(self, host: str = "127.0.0.1", port: int = 0) -> AbstractContextManager[str]:
+        """Serve this fake over real HTTP/1.1 on a loopback address while the context lasts.
+
+        A stdlib ``ThreadingHTTPServer`` runs in a daemon thread (one more
+        thread per connection, keep-alive on). Each request becomes an
+        ``httpx.Request`` answered by :meth:`dispatch`: status, headers and
+        body go out as built (gzip-compressed answers stay compressed), with a
+        ``Content-Length``. An injected transport fault (``inject_fault(error=...)``)
+        or the reset after a 500 with ``drop_connection_after_500`` closes the
+        connection without an answer, which is what a client sees of the real
+        thing. The context yields the service URL, e.g.
+        ``"http://127.0.0.1:54321"`` (the route prefix is not included); on
+        exit the server stops, open connections are closed and the threads are
+        joined. Several ``serve()`` contexts may share one fake.
+
+        Example::
+
+            server = FakeJobmonServer()
+            run = server.add_workflow_run(status="R")
+            with server.serve() as url:
+                requester = Requester(url, route_prefix=server.route_prefix)
+                with ServerGateway(requester, run.workflow_id, run.workflow_run_id) as gateway:
+                    gateway.log_heartbeat_sync("R", 30.0)
+
+        Args:
+            host: A loopback IP address (``"127.0.0.1"``, ``"::1"``, ...) or
+                ``"localhost"`` (served on ``127.0.0.1``).
+            port: TCP port; 0 picks a free one.
+
+        Raises:
+            ValueError: ``host`` is not a loopback address (the fake has no
+                authentication, so it is never exposed beyond this machine),
+                or ``port`` is out of range.
+            OSError: (on entering) the port cannot be bound.
+        """
+        address = loopback_address(host)
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be an int within 0..65535, got {port!r}")
+        return serve_loopback(address, port, self.dispatch)
 
     # -- internals ------------------------------------------------------------
 
