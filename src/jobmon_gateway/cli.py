@@ -145,7 +145,8 @@ def watch_workflow(
     """Follow a workflow's task statuses until every task is done or failed.
 
     The first poll takes a full snapshot; later polls ask only for what
-    changed since the server time of the previous answer.
+    changed since the server time of the previous answer. A workflow whose
+    snapshot has no tasks at all is finished at once: there is nothing to wait for.
     """
     tally = StatusTally()
     view = ProgressView(console, f"workflow {gateway.workflow_id}")
@@ -157,7 +158,13 @@ def watch_workflow(
             if as_json:
                 click.echo(json.dumps({"counts": tally.counts(), "time": str(tally.last_sync)}))
             view.show(tally)
-            if tally.finished or (max_polls is not None and polls >= max_polls):
+            # Without the emptiness check a workflow with no tasks would be
+            # polled forever: StatusTally.finished is False when it has no tasks.
+            if (
+                tally.finished
+                or not tally.status_of
+                or (max_polls is not None and polls >= max_polls)
+            ):
                 return tally
             if between_polls is not None:
                 between_polls()
@@ -166,7 +173,13 @@ def watch_workflow(
 
 @main.command("watch")
 @click.argument("workflow_id", type=int)
-@click.option("--interval", default=2.0, show_default=True, help="Seconds between polls.")
+@click.option(
+    "--interval",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds between polls.",
+)
 @click.pass_obj
 def watch_command(obj: _Context, workflow_id: int, interval: float) -> None:
     """Live progress bars by task status until every task is done (D) or failed (F)."""
@@ -174,6 +187,10 @@ def watch_command(obj: _Context, workflow_id: int, interval: float) -> None:
         try:
             # The run id is only used by run-level calls; watching needs none.
             with ServerGateway(obj.requester(), workflow_id, 1) as gateway:
+                # An unknown workflow answers task_status_updates with no
+                # tasks rather than an error; ask for it by name first so it
+                # fails as "not found" instead of looking like an empty one.
+                gateway.get_workflow_metadata_sync()
                 tally = watch_workflow(gateway, obj.console, interval=interval, as_json=obj.as_json)
         except KeyboardInterrupt:
             click.echo("stopped", err=True)
@@ -228,9 +245,21 @@ def schema_command(obj: _Context, out_dir: Path) -> None:
 
 
 @main.command("demo")
-@click.option("--tasks", default=300, show_default=True, help="Tasks in the demo DAG.")
+@click.option(
+    "--tasks",
+    default=300,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Tasks in the demo DAG.",
+)
 @click.option("--seed", default=7, show_default=True, help="Seed of the demo's randomness.")
-@click.option("--delay", default=0.05, show_default=True, help="Seconds between driver steps.")
+@click.option(
+    "--delay",
+    default=0.05,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds between driver steps.",
+)
 @click.pass_obj
 def demo_command(obj: _Context, tasks: int, seed: int, delay: float) -> None:
     """Drive a workflow run against an in-process fake Jobmon server, with live progress."""
