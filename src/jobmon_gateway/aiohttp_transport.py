@@ -73,6 +73,12 @@ class AiohttpTransport(httpx.AsyncHTTPTransport):
                 skip_auto_headers=("User-Agent", "Accept", "Content-Type"),
                 auto_decompress=True,
             )
+            # aiohttp quietly resends an idempotent request once when a reused
+            # connection drops; the gateway does that itself (immediately, once,
+            # counted and logged), so switch aiohttp's off to keep
+            # retries_attempts an exact bound on the requests sent.
+            if hasattr(self._session, "_retry_connection"):
+                self._session._retry_connection = False
             self._loop = loop
         return self._session
 

@@ -9,6 +9,7 @@ but ``await``.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import logging
@@ -266,6 +267,8 @@ class Requester:
         self._headers = {
             "Content-Type": "application/json",
             "Accept": "application/json",
+            # The server gzips answers of 1000+ bytes (task maps) when asked.
+            "Accept-Encoding": "gzip, deflate",
             "User-Agent": f"jobmon-gateway/{__version__}",
             **(headers or {}),
         }
@@ -519,6 +522,15 @@ class Requester:
         out = self._outgoing(call, headers)
         course = _RetryCourse(self, call, retry)
         try:
+            # The first attempt runs outside stamina: the happy path should
+            # not pay for the retry machinery (a fifth of a loopback call).
+            course.sent = 1
+            try:
+                return self._exchange(client, call, out)
+            except GatewayError as exc:
+                if (wait := course.retry_on(exc)) is False:
+                    raise
+            course.pause_sync(wait)
             for attempt in course.attempts():
                 with attempt:
                     course.sent += 1
@@ -542,6 +554,13 @@ class Requester:
         out = self._outgoing(call, headers)
         course = _RetryCourse(self, call, retry)
         try:
+            course.sent = 1
+            try:
+                return await self._exchange_async(client, call, out)
+            except GatewayError as exc:
+                if (wait := course.retry_on(exc)) is False:
+                    raise
+            await course.pause_async(wait)
             async for attempt in course.attempts():
                 with attempt:
                     course.sent += 1
@@ -566,15 +585,26 @@ class _RetryCourse:
         self.last_answer: GatewayError | None = None
         self.stale_retry_used = False
 
+    def pause_sync(self, wait: float) -> None:
+        """Wait before the first retry (stamina waits before the later ones)."""
+        if wait > 0 and not stamina.is_testing():
+            time.sleep(wait)
+
+    async def pause_async(self, wait: float) -> None:
+        """Async form of :meth:`pause_sync`; cancelling it stops the call."""
+        if wait > 0 and not stamina.is_testing():
+            await asyncio.sleep(wait)
+
     def attempts(self) -> Any:
+        """Stamina's loop over the retries after the first attempt."""
         requester = self.requester
         # Our hook decides every retry and its wait (so it can honour
         # Retry-After, the time budget and stale connections); stamina runs the
         # loop, sleeps (zero in its testing mode) and calls its instrumentation.
         return stamina.retry_context(
             on=self.retry_on,
-            attempts=requester.retries_attempts if self.retry else 1,
-            timeout=requester.retries_timeout,
+            attempts=max(1, requester.retries_attempts - self.sent),
+            timeout=max(0.001, requester.retries_timeout - (time.monotonic() - self.started)),
             wait_initial=requester.wait_initial,
             wait_max=requester.wait_max,
             wait_jitter=requester.wait_jitter,
@@ -586,7 +616,7 @@ class _RetryCourse:
             return False
         if exc.status is not None:
             self.last_answer = exc
-        if not (self.retry and exc.retryable):
+        if not (self.retry and exc.retryable and stamina.is_active()):
             return False
         requester = self.requester
         if self.sent >= requester.retries_attempts:

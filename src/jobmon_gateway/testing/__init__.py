@@ -3,7 +3,9 @@
 It depends on the standard library and httpx only, never on the SDK's own
 client modules, so it cannot share their bugs. Seed workflows, tasks and
 runs, then point an ``httpx.Client`` or ``httpx.AsyncClient`` at
-:meth:`FakeJobmonServer.transport` / :meth:`FakeJobmonServer.async_transport`.
+:meth:`FakeJobmonServer.transport` / :meth:`FakeJobmonServer.async_transport`,
+or run it on a real loopback socket with ``with server.serve() as url:`` for
+clients that cannot take a transport (a command line, a subprocess).
 With pytest, the ``jobmon_server`` fixture (from
 :mod:`jobmon_gateway.testing.pytest_plugin`) hands each test a fresh server.
 """
