@@ -48,8 +48,9 @@ def parse_downstream(answer: Message) -> Downstream:
 class BaselineClient:
     """Sync methods have no suffix; async ones end in ``_async`` and need ``async with``."""
 
-    def __init__(self, base_url: str, client_version: str = REFERENCE_CLIENT_VERSION,
-                 timeout: float = 20.0) -> None:
+    def __init__(
+        self, base_url: str, client_version: str = REFERENCE_CLIENT_VERSION, timeout: float = 20.0
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.client_version = client_version
         self.timeout = timeout
@@ -59,22 +60,30 @@ class BaselineClient:
 
     def request(self, method: str, route: str, message: Message | None = None) -> Any:
         params, body = _split(method, self.client_version, message)
-        response = requests.request(method, self.base_url + route, params=params, json=body,
-                                    headers=JSON_HEADERS, timeout=self.timeout)
+        response = requests.request(
+            method,
+            self.base_url + route,
+            params=params,
+            json=body,
+            headers=JSON_HEADERS,
+            timeout=self.timeout,
+        )
         if response.status_code != 200:
             raise RuntimeError(f"{method} {route} -> {response.status_code}: {response.text}")
         return json.loads(response.content)
 
-    def log_heartbeat(self, workflow_run_id: int, status: str = "R",
-                      next_report_increment: float = 30.0) -> str:
+    def log_heartbeat(
+        self, workflow_run_id: int, status: str = "R", next_report_increment: float = 30.0
+    ) -> str:
         message = {"status": status, "next_report_increment": next_report_increment}
         answer = self.request("POST", f"/workflow_run/{workflow_run_id}/log_heartbeat", message)
         return str(answer["status"])
 
     def get_task_status_updates(self, workflow_id: int, last_sync: str | None = None) -> Message:
         message = {} if last_sync is None else {"last_sync": last_sync}
-        answer: Message = self.request("POST", f"/workflow/{workflow_id}/task_status_updates",
-                                       message)
+        answer: Message = self.request(
+            "POST", f"/workflow/{workflow_id}/task_status_updates", message
+        )
         return answer
 
     def get_downstream_tasks(self, task_ids: list[int], dag_id: int) -> Downstream:
@@ -109,7 +118,11 @@ class BaselineClient:
             raise RuntimeError("use 'async with BaselineClient(...)' for async calls")
         params, body = _split(method, self.client_version, message)
         async with self._session.request(
-            method, self.base_url + route, params=params, json=body, headers=JSON_HEADERS,
+            method,
+            self.base_url + route,
+            params=params,
+            json=body,
+            headers=JSON_HEADERS,
             timeout=aiohttp.ClientTimeout(total=self.timeout),
         ) as response:
             raw = await response.read()
@@ -117,14 +130,16 @@ class BaselineClient:
                 raise RuntimeError(f"{method} {route} -> {response.status}: {raw!r}")
         return json.loads(raw)
 
-    async def log_heartbeat_async(self, workflow_run_id: int, status: str = "R",
-                                  next_report_increment: float = 30.0) -> str:
+    async def log_heartbeat_async(
+        self, workflow_run_id: int, status: str = "R", next_report_increment: float = 30.0
+    ) -> str:
         message = {"status": status, "next_report_increment": next_report_increment}
         route = f"/workflow_run/{workflow_run_id}/log_heartbeat"
         return str((await self.request_async("POST", route, message))["status"])
 
-    async def get_task_status_updates_async(self, workflow_id: int,
-                                            last_sync: str | None = None) -> Message:
+    async def get_task_status_updates_async(
+        self, workflow_id: int, last_sync: str | None = None
+    ) -> Message:
         message = {} if last_sync is None else {"last_sync": last_sync}
         route = f"/workflow/{workflow_id}/task_status_updates"
         answer: Message = await self.request_async("POST", route, message)
@@ -132,11 +147,13 @@ class BaselineClient:
 
     async def get_downstream_tasks_async(self, task_ids: list[int], dag_id: int) -> Downstream:
         message = {"task_ids": task_ids, "dag_id": dag_id}
-        return parse_downstream(await self.request_async("POST", "/task/get_downstream_tasks",
-                                                         message))
+        return parse_downstream(
+            await self.request_async("POST", "/task/get_downstream_tasks", message)
+        )
 
-    async def get_tasks_async(self, workflow_id: int,
-                              chunk_size: int = 500) -> dict[int, list[Any]]:
+    async def get_tasks_async(
+        self, workflow_id: int, chunk_size: int = 500
+    ) -> dict[int, list[Any]]:
         tasks: dict[int, list[Any]] = {}
         max_task_id = 0
         while True:

@@ -52,12 +52,26 @@ MISSING_ID = 999
 _MAX_HEAD = 65536
 
 # Share of each status in a snapshot, in percent (statuses with no tasks would be absent).
-_STATUS_MIX = (("D", 60), ("R", 15), ("Q", 10), ("G", 5), ("I", 3), ("O", 3), ("E", 2), ("A", 1),
-               ("F", 1))
-_ROW_TAIL = (b"3,\"{'memory': 0.5, 'runtime': 0.5}\",\"[]\",\"{}\",\"sequential\",\"null.q\","
-             b"2147483647]")
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 422: "Unprocessable Entity",
-            431: "Request Header Fields Too Large", 500: "Internal Server Error"}
+_STATUS_MIX = (
+    ("D", 60),
+    ("R", 15),
+    ("Q", 10),
+    ("G", 5),
+    ("I", 3),
+    ("O", 3),
+    ("E", 2),
+    ("A", 1),
+    ("F", 1),
+)
+_ROW_TAIL = b'3,"{\'memory\': 0.5, \'runtime\': 0.5}","[]","{}","sequential","null.q",2147483647]'
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    422: "Unprocessable Entity",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+}
 _VERSION_RE = re.compile(r"\d+(?:\.\d+)*")
 _BODY_FREE = (b"/log_heartbeat", b"/set_status_for_triaging")  # POSTs whose answer ignores the body
 _DAG_ID_RE = re.compile(rb'"dag_id"\s*:\s*(\d+)')
@@ -69,9 +83,16 @@ def _dumps(obj: Any) -> bytes:
 
 def _head(status: int, content_type: bytes, length: int, gzipped: bool) -> bytes:
     extra = b"content-encoding: gzip\r\nvary: Accept-Encoding\r\n" if gzipped else b""
-    return (f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n".encode()
-            + b"content-type: " + content_type + b"\r\ncontent-length: "
-            + str(length).encode() + b"\r\n" + extra + b"\r\n")
+    return (
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n".encode()
+        + b"content-type: "
+        + content_type
+        + b"\r\ncontent-length: "
+        + str(length).encode()
+        + b"\r\n"
+        + extra
+        + b"\r\n"
+    )
 
 
 class Canned:
@@ -79,8 +100,14 @@ class Canned:
 
     __slots__ = ("gzipped", "plain")
 
-    def __init__(self, body: bytes, status: int = 200, *, gzip_level: int = GZIP_LEVEL,
-                 content_type: bytes = b"application/json") -> None:
+    def __init__(
+        self,
+        body: bytes,
+        status: int = 200,
+        *,
+        gzip_level: int = GZIP_LEVEL,
+        content_type: bytes = b"application/json",
+    ) -> None:
         self.plain = _head(status, content_type, len(body), False) + body
         if len(body) >= GZIP_MIN_SIZE:
             packed = gzip.compress(body, compresslevel=gzip_level, mtime=0)
@@ -122,15 +149,26 @@ class CannedStore:
         self.array_concurrency = self.canned(b'{"max_concurrently_running":2147483647}')
         self.no_tasks = self.canned(b'{"tasks":{}}')
         self.not_found = self.canned(b'{"detail":"Not Found"}', 404)
-        self.no_workflow = self.canned(b'{"error":"Workflow with ID 999 not found in database."}',
-                                       404)
-        self.run_missing = self.canned(_dumps({"error": {
-            "type": "<class 'sqlalchemy.exc.NoResultFound'>",
-            "exception_message": "No row was found when one was required",
-            "status_code": "500"}}), 500, content_type=b"application/custom+json")
+        self.no_workflow = self.canned(
+            b'{"error":"Workflow with ID 999 not found in database."}', 404
+        )
+        self.run_missing = self.canned(
+            _dumps(
+                {
+                    "error": {
+                        "type": "<class 'sqlalchemy.exc.NoResultFound'>",
+                        "exception_message": "No row was found when one was required",
+                        "status_code": "500",
+                    }
+                }
+            ),
+            500,
+            content_type=b"application/custom+json",
+        )
 
-    def canned(self, body: bytes, status: int = 200, *,
-               content_type: bytes = b"application/json") -> Canned:
+    def canned(
+        self, body: bytes, status: int = 200, *, content_type: bytes = b"application/json"
+    ) -> Canned:
         return Canned(body, status, gzip_level=self.level, content_type=content_type)
 
     def snapshot(self, n: int) -> Canned:
@@ -178,14 +216,20 @@ class CannedStore:
             rows = self.rows.get(n)
             if rows is None:
                 statuses = (b'"R",', b'"Q",', b'"G",')
-                rows = self.rows[n] = [b'"%d":[1,%s' % (i, statuses[i % 3]) + _ROW_TAIL
-                                       for i in range(1, n + 1)]
+                rows = self.rows[n] = [
+                    b'"%d":[1,%s' % (i, statuses[i % 3]) + _ROW_TAIL for i in range(1, n + 1)
+                ]
             found = self.pages[key] = self.canned(
-                b'{"tasks":{' + b",".join(rows[start:stop]) + b"}}")
+                b'{"tasks":{' + b",".join(rows[start:stop]) + b"}}"
+            )
         return found
 
-    def warm(self, snapshots: Sequence[int] = (), downstream: Sequence[int] = (),
-             pages: Sequence[tuple[int, int]] = ()) -> None:
+    def warm(
+        self,
+        snapshots: Sequence[int] = (),
+        downstream: Sequence[int] = (),
+        pages: Sequence[tuple[int, int]] = (),
+    ) -> None:
         for n in snapshots:
             self.snapshot(n)
         for n in downstream:
@@ -226,7 +270,7 @@ class App:
         raw_path, _, raw_query = target.partition(b"?")
         path = raw_path.decode("latin-1")
         if self.prefix and path.startswith(self.prefix + "/"):
-            path = path[len(self.prefix):]
+            path = path[len(self.prefix) :]
         elif path.startswith("/__"):
             pass
         elif self.prefix:
@@ -269,8 +313,9 @@ class App:
             return store.time.pick(gz), False
         return store.not_found.pick(gz), False
 
-    def _object_route(self, method: bytes, head: str, obj_id: int, action: str, body: bytes,
-                      gz: bool) -> tuple[bytes, bool]:
+    def _object_route(
+        self, method: bytes, head: str, obj_id: int, action: str, body: bytes, gz: bool
+    ) -> tuple[bytes, bool]:
         store = self.store
         if head == "workflow_run":
             if action == "log_heartbeat" and method == b"POST":
@@ -307,9 +352,14 @@ class App:
         return store.not_found.pick(gz), False
 
     def _invalid_id(self, name: str, value: str) -> bytes:
-        detail = [{"type": "int_parsing", "loc": ["path", name],
-                   "msg": "Input should be a valid integer, unable to parse string as an integer",
-                   "input": value}]
+        detail = [
+            {
+                "type": "int_parsing",
+                "loc": ["path", name],
+                "msg": "Input should be a valid integer, unable to parse string as an integer",
+                "input": value,
+            }
+        ]
         return self.store.canned(_dumps({"detail": detail}), 422).plain
 
 
@@ -331,7 +381,7 @@ def _dechunk(buf: bytearray, pos: int) -> tuple[bytes, int] | None:
             return (bytes(out), end + 4) if end >= 0 else None
         if len(buf) < pos + size + 2:
             return None
-        out += buf[pos:pos + size]
+        out += buf[pos : pos + size]
         pos += size + 2
 
 
@@ -346,14 +396,14 @@ def _parse_head(head: bytes) -> _Head:
     at = lowered.find(b"\r\ncontent-length:")
     if at >= 0:
         stop = lowered.find(b"\r\n", at + 2)
-        length = int(lowered[at + 17:stop if stop >= 0 else None])
+        length = int(lowered[at + 17 : stop if stop >= 0 else None])
     if b"\r\ntransfer-encoding:" in lowered and b"chunked" in lowered:
         length = -1
     gz = False
     at = lowered.find(b"\r\naccept-encoding:")
     if at >= 0:
         stop = lowered.find(b"\r\n", at + 2)
-        gz = b"gzip" in lowered[at:stop if stop >= 0 else None]
+        gz = b"gzip" in lowered[at : stop if stop >= 0 else None]
     if version == b"HTTP/1.0":
         close = b"\r\nconnection: keep-alive" not in lowered
     else:
@@ -523,8 +573,13 @@ def _exit_on_signal(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def serve(app: App, port: int = 0, *, on_ready: Callable[[int], None] | None = None,
-          stop_fd: int | None = None) -> None:
+def serve(
+    app: App,
+    port: int = 0,
+    *,
+    on_ready: Callable[[int], None] | None = None,
+    stop_fd: int | None = None,
+) -> None:
     """Serve on 127.0.0.1 until SIGTERM/SIGINT (or EOF on ``stop_fd``); ``on_ready(port)``."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -561,8 +616,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--pages", default="100000:500", help="get_tasks wf:chunk pairs to warm")
     parser.add_argument("--gzip-level", type=int, default=GZIP_LEVEL)
     parser.add_argument("--cpu", type=int, default=None, help="pin the server to this CPU")
-    parser.add_argument("--stop-on-stdin-eof", action="store_true",
-                        help="exit when stdin reaches EOF (the launcher is gone)")
+    parser.add_argument(
+        "--stop-on-stdin-eof",
+        action="store_true",
+        help="exit when stdin reaches EOF (the launcher is gone)",
+    )
     args = parser.parse_args(argv)
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
@@ -574,8 +632,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     def ready(port: int) -> None:
         print(f"READY {port}", flush=True)
 
-    serve(App(store, args.prefix), args.port, on_ready=ready,
-          stop_fd=sys.stdin.fileno() if args.stop_on_stdin_eof else None)
+    serve(
+        App(store, args.prefix),
+        args.port,
+        on_ready=ready,
+        stop_fd=sys.stdin.fileno() if args.stop_on_stdin_eof else None,
+    )
 
 
 # ----------------------------------------------------------------------------- launcher side
@@ -629,23 +691,43 @@ class ServerHandle:
     def __enter__(self) -> ServerHandle:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
 
-def start_server(*, prefix: str = DEFAULT_PREFIX,
-                 snapshots: Sequence[int] = (100_000, 1_000_000),
-                 downstream: Sequence[int] = (100_000,),
-                 pages: Sequence[tuple[int, int]] = ((100_000, DEFAULT_CHUNK_SIZE),),
-                 gzip_level: int = GZIP_LEVEL, cpu: int | None = None,
-                 startup_timeout: float = 120.0) -> ServerHandle:
+def start_server(
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    snapshots: Sequence[int] = (100_000, 1_000_000),
+    downstream: Sequence[int] = (100_000,),
+    pages: Sequence[tuple[int, int]] = ((100_000, DEFAULT_CHUNK_SIZE),),
+    gzip_level: int = GZIP_LEVEL,
+    cpu: int | None = None,
+    startup_timeout: float = 120.0,
+) -> ServerHandle:
     """Start the server in a child process and wait until it listens (after warming)."""
-    command = [sys.executable, os.path.abspath(__file__), "--port", "0", "--prefix", prefix,
-               "--snapshots", ",".join(map(str, snapshots)),
-               "--downstream", ",".join(map(str, downstream)),
-               "--pages", ",".join(f"{n}:{c}" for n, c in pages),
-               "--gzip-level", str(gzip_level), "--stop-on-stdin-eof"]
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--port",
+        "0",
+        "--prefix",
+        prefix,
+        "--snapshots",
+        ",".join(map(str, snapshots)),
+        "--downstream",
+        ",".join(map(str, downstream)),
+        "--pages",
+        ",".join(f"{n}:{c}" for n, c in pages),
+        "--gzip-level",
+        str(gzip_level),
+        "--stop-on-stdin-eof",
+    ]
     if cpu is not None:
         command += ["--cpu", str(cpu)]
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)

@@ -25,9 +25,11 @@ HEARTBEAT_BODY = b'{"status": "R", "next_report_increment": 30.0}'
 
 def raw_heartbeats(port: int, calls: int) -> None:
     """Server floor: keep-alive heartbeats over a bare blocking socket."""
-    request = (b"POST /api/v3/workflow_run/1/log_heartbeat?client_jobmon_version=3.4.0 HTTP/1.1\r\n"
-               b"Host: 127.0.0.1\r\nContent-Type: application/json\r\n"
-               b"Content-Length: %d\r\n\r\n" % len(HEARTBEAT_BODY)) + HEARTBEAT_BODY
+    request = (
+        b"POST /api/v3/workflow_run/1/log_heartbeat?client_jobmon_version=3.4.0 HTTP/1.1\r\n"
+        b"Host: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(HEARTBEAT_BODY)
+    ) + HEARTBEAT_BODY
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for _ in range(calls):
@@ -37,8 +39,12 @@ def raw_heartbeats(port: int, calls: int) -> None:
                 answer += sock.recv(65536)
 
 
-def check(server: ServerHandle, client: BaselineClient, new_client: BaselineClient,
-          loop: asyncio.AbstractEventLoop) -> None:
+def check(
+    server: ServerHandle,
+    client: BaselineClient,
+    new_client: BaselineClient,
+    loop: asyncio.AbstractEventLoop,
+) -> None:
     """One pass over every case, asserting the answers look right."""
     assert client.log_heartbeat(1) == "R"
     assert loop.run_until_complete(client.log_heartbeat_async(1)) == "R"
@@ -78,34 +84,81 @@ def main() -> None:
             async def worker() -> None:
                 for _ in range(each):
                     await client.log_heartbeat_async(1)
+
             await asyncio.gather(*(worker() for _ in range(workers)))
 
         def times(count: int, call: Callable[[], Awaitable[object]]) -> Callable[[], object]:
             async def batch() -> None:
                 for _ in range(count):
                     await call()
+
             return lambda: loop.run_until_complete(batch())
 
         # name, unit, scale to unit, ops per batch, batch
         cases: list[tuple[str, str, float, int, Callable[[], object]]] = [
-            ("server floor: raw socket heartbeat", "us/call", 1e6, 2000,
-             lambda: raw_heartbeats(server.port, 2000)),
-            ("heartbeat sync (requests, no session)", "us/call", 1e6, 200,
-             lambda: [client.log_heartbeat(1) for _ in range(200)]),
-            ("heartbeat async sequential", "us/call", 1e6, 1000,
-             times(1000, lambda: client.log_heartbeat_async(1))),
-            ("heartbeat async 50 concurrent", "us/call", 1e6, 2000,
-             lambda: loop.run_until_complete(concurrent_heartbeats(50, 40))),
-            ("snapshot 100k (async)", "ms/snap", 1e3, 10,
-             times(10, lambda: client.get_task_status_updates_async(100_000))),
-            ("snapshot 1M (async)", "ms/snap", 1e3, 2,
-             times(2, lambda: client.get_task_status_updates_async(1_000_000))),
-            ("downstream 100k, string form (3.4.0)", "ms/call", 1e3, 4,
-             times(4, lambda: client.get_downstream_tasks_async(ids, 100_000))),
-            ("downstream 100k, list form (3.6.0)", "ms/call", 1e3, 4,
-             times(4, lambda: new_client.get_downstream_tasks_async(ids, 100_000))),
-            ("get_tasks 100k by 500 (201 pages)", "ms/all", 1e3, 3,
-             times(3, lambda: client.get_tasks_async(100_000, 500))),
+            (
+                "server floor: raw socket heartbeat",
+                "us/call",
+                1e6,
+                2000,
+                lambda: raw_heartbeats(server.port, 2000),
+            ),
+            (
+                "heartbeat sync (requests, no session)",
+                "us/call",
+                1e6,
+                200,
+                lambda: [client.log_heartbeat(1) for _ in range(200)],
+            ),
+            (
+                "heartbeat async sequential",
+                "us/call",
+                1e6,
+                1000,
+                times(1000, lambda: client.log_heartbeat_async(1)),
+            ),
+            (
+                "heartbeat async 50 concurrent",
+                "us/call",
+                1e6,
+                2000,
+                lambda: loop.run_until_complete(concurrent_heartbeats(50, 40)),
+            ),
+            (
+                "snapshot 100k (async)",
+                "ms/snap",
+                1e3,
+                10,
+                times(10, lambda: client.get_task_status_updates_async(100_000)),
+            ),
+            (
+                "snapshot 1M (async)",
+                "ms/snap",
+                1e3,
+                2,
+                times(2, lambda: client.get_task_status_updates_async(1_000_000)),
+            ),
+            (
+                "downstream 100k, string form (3.4.0)",
+                "ms/call",
+                1e3,
+                4,
+                times(4, lambda: client.get_downstream_tasks_async(ids, 100_000)),
+            ),
+            (
+                "downstream 100k, list form (3.6.0)",
+                "ms/call",
+                1e3,
+                4,
+                times(4, lambda: new_client.get_downstream_tasks_async(ids, 100_000)),
+            ),
+            (
+                "get_tasks 100k by 500 (201 pages)",
+                "ms/all",
+                1e3,
+                3,
+                times(3, lambda: client.get_tasks_async(100_000, 500)),
+            ),
         ]
         check(server, client, new_client, loop)
         results: dict[str, list[float]] = {name: [] for name, *_ in cases}
@@ -120,8 +173,9 @@ def main() -> None:
     print(f"placement={args.placement} rounds={args.rounds}")
     for name, unit, *_ in cases:
         values = results[name]
-        print(f"  {name:40s} median {statistics.median(values):9.1f}  "
-              f"best {min(values):9.1f}  {unit}")
+        print(
+            f"  {name:40s} median {statistics.median(values):9.1f}  best {min(values):9.1f}  {unit}"
+        )
 
 
 if __name__ == "__main__":

@@ -241,6 +241,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = time.perf_counter()
     chromium = find_chromium(arguments.chromium)
+    if chromium is None and arguments.chromium:
+        print(f"check_site: --chromium {arguments.chromium} not found", file=sys.stderr)
+        return 1
     if chromium is None:
         print(
             "check_site: skipped, no Chromium found"

@@ -9,12 +9,17 @@ Markdown does not know:
   broken link);
 * a paragraph ending in ``::`` followed by an indented block becomes a
   fenced code block (Python when the block parses as Python, else text).
+
+It also gives a pydantic field the ``description`` it has at run time when
+griffe-pydantic could not read it from the source (a description built by
+concatenation, for instance), so that no documented field is left blank.
 """
 
 from __future__ import annotations
 
 import ast
 import html
+import importlib
 import re
 import textwrap
 from typing import Any
@@ -36,8 +41,36 @@ class RstToMarkdown(griffe.Extension):
         _rewrite(obj)
 
     def on_package(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
-        """Rewrite the package's own docstring (the rewrite is idempotent)."""
+        """Rewrite the package's own docstring and fill blank field descriptions.
+
+        Runs after griffe-pydantic's own ``on_package`` when listed after it.
+        """
         _rewrite(pkg)
+        for cls in _classes(pkg):
+            if "pydantic-model" in cls.labels:
+                _fill_field_descriptions(cls)
+
+
+def _classes(obj: griffe.Object) -> Any:
+    for member in obj.members.values():
+        if member.is_alias:
+            continue
+        if isinstance(member, griffe.Class):
+            yield member
+        if isinstance(member, griffe.Module | griffe.Class):
+            yield from _classes(member)
+
+
+def _fill_field_descriptions(cls: griffe.Class) -> None:
+    runtime: Any = importlib.import_module(cls.module.path)
+    for part in cls.path.removeprefix(cls.module.path + ".").split("."):
+        runtime = getattr(runtime, part)
+    for name, attribute in cls.attributes.items():
+        if "pydantic-field" not in attribute.labels or attribute.docstring is not None:
+            continue
+        field = runtime.model_fields.get(name)
+        if field is not None and field.description:
+            attribute.docstring = griffe.Docstring(field.description, parent=attribute)
 
 
 def _rewrite(obj: griffe.Object) -> None:

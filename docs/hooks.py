@@ -124,8 +124,10 @@ def _wire_type(node: dict[str, Any]) -> str:
     if kind == "string":
         if "pattern" in node:
             return f"string matching `{node['pattern']}`"
+        if node.get("contentMediaType") == "application/json":
+            return "JSON-encoded string"
         if "contentMediaType" in node:
-            return f"string holding {node['contentMediaType']}"
+            return f"string holding {node['contentMediaType']} text"
         return "string"
     if kind == "integer":
         return "integer"
@@ -180,7 +182,7 @@ def _nested_rows(schema: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
                 rows.append((f"`{name}`, a positional list", option))
         values = node.get("additionalProperties")
         if isinstance(values, dict) and "prefixItems" in values:
-            rows.append((f"each value of `{name}`, a positional list", values))
+            rows.append((f"Each value of `{name}`, a positional list", values))
     return rows
 
 

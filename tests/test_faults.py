@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -83,20 +84,26 @@ SERVER_TIME = "2026-11-28 17:56:34"
 OK_BODIES: dict[str, dict[str, Any]] = {
     "get_server_time": {"time": SERVER_TIME},
     "log_heartbeat": {"status": "R"},
-    "get_task_status_updates": {"tasks_by_status": {"G": [4, 5], "Q": [1, 2, 3]}, "time": SERVER_TIME},
+    "get_task_status_updates": {
+        "tasks_by_status": {"G": [4, 5], "Q": [1, 2, 3]},
+        "time": SERVER_TIME,
+    },
     "get_workflow_concurrency": {"max_concurrently_running": 37},
+    "update_status": {"status": "D"},
 }
 CALL_ARGS: dict[str, tuple[Any, ...]] = {
     "get_server_time": (),
     "log_heartbeat": ("R", 30.0),
     "get_task_status_updates": (),
     "get_workflow_concurrency": (),
+    "update_status": ("D",),
 }
 CALL_ROUTES: dict[str, tuple[str, str]] = {
     "get_server_time": ("GET", "/time"),
     "log_heartbeat": ("POST", f"/workflow_run/{WORKFLOW_RUN_ID}/log_heartbeat"),
     "get_task_status_updates": ("POST", f"/workflow/{WORKFLOW_ID}/task_status_updates"),
     "get_workflow_concurrency": ("GET", f"/workflow/{WORKFLOW_ID}/get_max_concurrently_running"),
+    "update_status": ("PUT", f"/workflow_run/{WORKFLOW_RUN_ID}/update_status"),
 }
 
 
@@ -114,12 +121,20 @@ def check_ok_result(call: str, result: object) -> None:
     elif call == "get_task_status_updates":
         assert isinstance(result, TaskStatusUpdatesResponse)
         assert result.tasks_by_status == {"G": [4, 5], "Q": [1, 2, 3]}
+    elif call == "update_status":
+        assert getattr(result, "status", None) == "D"
     else:
         assert result == 37
 
 
+# One TLS context for every requester: the servers here speak plain HTTP, and
+# loading the CA store for each new client would cost ~20 ms a test.
+_TLS = ssl.create_default_context()
+
+
 def make_requester(url: str, **changes: Any) -> Requester:
     options: dict[str, Any] = {
+        "verify": _TLS,
         "route_prefix": PREFIX,
         "request_timeout": REQUEST_TIMEOUT,
         "retries_attempts": ATTEMPTS,
@@ -236,7 +251,18 @@ RETRIED = [
     Retried("503-proxy-html", lambda _c: [Action.html_error_page(503)], call="log_heartbeat"),
     Retried("504-proxy-html", lambda _c: [Action.html_error_page(504)]),
     Retried("reset-before-response", lambda _c: [Action.reset_before_response()], connections=2),
-    Retried("close-before-response", lambda _c: [Action.close_before_response()], connections=2),
+    Retried(
+        "reset-before-response-post",
+        lambda _c: [Action.reset_before_response()],
+        call="log_heartbeat",
+        connections=2,
+    ),
+    Retried(
+        "close-before-response",
+        lambda _c: [Action.close_before_response()],
+        call="log_heartbeat",
+        connections=2,
+    ),
     Retried("reset-mid-body", lambda _c: [Action.reset_mid_body()], connections=2),
     Retried(
         "close-mid-body",
@@ -279,8 +305,36 @@ RETRIED = [
 ]
 
 
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("case", RETRIED, ids=[case.name for case in RETRIED])
+AIOHTTP_RESENDS = pytest.mark.xfail(
+    strict=True,
+    reason="SDK bug: the async transport (aiohttp) silently resends a GET/PUT once when"
+    " the connection drops before the answer, so more requests reach the server than"
+    " error.attempts / the retry log count, and up to 2 x retries_attempts in all",
+)
+_DROPS_BEFORE_ANSWER = {
+    "reset-before-response",
+    "close-before-response",
+    "500-then-kept-alive-connection-reset",
+    "500-then-kept-alive-connection-closed",
+}
+
+
+def _matrix(cases: list[Any]) -> list[Any]:
+    """(case, mode) pairs; the async GET/PUT ones hit by aiohttp's hidden resend are xfail."""
+    params = []
+    for case in cases:
+        for mode in MODES:
+            hidden_resend = (
+                mode == "async"
+                and case.name in _DROPS_BEFORE_ANSWER
+                and CALL_ROUTES[case.call][0] in ("GET", "PUT")
+            )
+            marks = [AIOHTTP_RESENDS] if hidden_resend else []
+            params.append(pytest.param(case, mode, id=f"{case.name}-{mode}", marks=marks))
+    return params
+
+
+@pytest.mark.parametrize(("case", "mode"), _matrix(RETRIED))
 def test_fault_is_retried_then_the_call_succeeds(
     case: Retried, mode: Mode, retry_log: list[logging.LogRecord]
 ) -> None:
@@ -357,7 +411,18 @@ EXHAUSTED = [
         "504-proxy-html", Action.html_error_page(504), ServerError, 504, "504 Gateway Timeout"
     ),
     Exhausted("reset-before-response", Action.reset_before_response(), TransportError),
-    Exhausted("close-before-response", Action.close_before_response(), TransportError),
+    Exhausted(
+        "reset-before-response-post",
+        Action.reset_before_response(),
+        TransportError,
+        call="log_heartbeat",
+    ),
+    Exhausted(
+        "close-before-response",
+        Action.close_before_response(),
+        TransportError,
+        call="log_heartbeat",
+    ),
     Exhausted("reset-mid-body", Action.reset_mid_body(), TransportError),
     Exhausted(
         "close-mid-body", Action.close_mid_body(), TransportError, call="get_task_status_updates"
@@ -377,14 +442,14 @@ EXHAUSTED = [
 ]
 
 
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("case", EXHAUSTED, ids=[case.name for case in EXHAUSTED])
-def test_repeated_fault_exhausts_the_retries(
+@pytest.mark.parametrize(("case", "mode"), _matrix(EXHAUSTED))
+def test_repeated_fault_exhausts_the_retries_within_the_budget(
     case: Exhausted, mode: Mode, retry_log: list[logging.LogRecord]
 ) -> None:
     with FaultServer(default=case.fault) as srv:
         requester = make_requester(srv.url, request_timeout=case.request_timeout)
-        error = perform(mode, requester, case.call).failed()
+        outcome = perform(mode, requester, case.call)
+        error = outcome.failed()
 
         assert type(error) is RetryBudgetExhaustedError
         assert isinstance(error, RuntimeError)
@@ -399,18 +464,33 @@ def test_repeated_fault_exhausts_the_retries(
         check_identity(last, case.call, ATTEMPTS)
         assert last.status == case.status
         assert isinstance(error.__cause__, GatewayError)
-
-
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("case", EXHAUSTED, ids=[case.name for case in EXHAUSTED])
-def test_repeated_fault_stays_within_the_time_budget(case: Exhausted, mode: Mode) -> None:
-    with FaultServer(default=case.fault) as srv:
-        requester = make_requester(srv.url, request_timeout=case.request_timeout)
-        outcome = perform(mode, requester, case.call)
-        outcome.failed()
         # Waits are 0.01 + 0.02 s; each attempt is bounded by request_timeout.
         assert outcome.elapsed < ATTEMPTS * case.request_timeout + 0.03 + SLACK
         assert outcome.elapsed < RETRIES_TIMEOUT + case.request_timeout + SLACK
+
+
+@pytest.mark.parametrize(
+    ("call", "mode"),
+    [
+        pytest.param("get_server_time", "sync", id="GET-sync"),
+        pytest.param("update_status", "sync", id="PUT-sync"),
+        pytest.param("log_heartbeat", "sync", id="POST-sync"),
+        pytest.param("get_server_time", "async", id="GET-async", marks=AIOHTTP_RESENDS),
+        pytest.param("update_status", "async", id="PUT-async", marks=AIOHTTP_RESENDS),
+        pytest.param("log_heartbeat", "async", id="POST-async"),
+    ],
+)
+@pytest.mark.parametrize(
+    "fault",
+    [Action.reset_before_response(), Action.close_before_response()],
+    ids=["reset", "close"],
+)
+def test_one_attempt_is_one_request(fault: Action, call: str, mode: Mode) -> None:
+    # retries_attempts is "most requests sent for one call, the first included".
+    with FaultServer(default=fault) as srv:
+        error = perform(mode, make_requester(srv.url, retries_attempts=1), call).failed()
+        assert error.attempts == 1
+        assert sent(srv) == 1
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -559,9 +639,7 @@ def test_retry_after_seconds_is_capped_by_retry_after_max(mode: Mode) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize(
-    "form", ["seconds", "http-date"]
-)
+@pytest.mark.parametrize("form", ["seconds", "http-date"])
 def test_retry_after_beyond_the_budget_gives_up_at_once(
     form: str, mode: Mode, retry_log: list[logging.LogRecord]
 ) -> None:
@@ -642,8 +720,8 @@ RECORDED_4XX: list[dict[str, Any]] = [
         "file": "jobmon-server-3.6/error_bad_body.json",
         "status": 400,
         "content_type": "application/custom+json",
-        "response_text": "{\"error\":{\"type\":\"<class 'jobmon.server.web.server_side_exception."
-        "InvalidUsage'>\",\"exception_message\":\"\\\"'next_report_increment' in request to "
+        "response_text": '{"error":{"type":"<class \'jobmon.server.web.server_side_exception.'
+        'InvalidUsage\'>","exception_message":"\\"\'next_report_increment\' in request to '
         '/api/v3/workflow_run/1/log_heartbeat\\"","status_code":"400"}}',
         "error": BadRequestError,
         "call": "log_heartbeat",
@@ -655,13 +733,12 @@ RECORDED_4XX: list[dict[str, Any]] = [
         "file": "jobmon-server-3.2.2/error_bad_body.json",
         "status": 400,
         "content_type": "application/json",
-        "response_text": "{\"error\":{\"exception_message\":\"\\\"'next_report_increment' in "
+        "response_text": '{"error":{"exception_message":"\\"\'next_report_increment\' in '
         'request to /workflow_run/1/log_heartbeat\\"","type":"<class '
         "'jobmon.server.web.server_side_exception.InvalidUsage'>\"}}\n",
         "error": BadRequestError,
         "call": "log_heartbeat",
-        "server_message": "\"'next_report_increment' in request to"
-        ' /workflow_run/1/log_heartbeat"',
+        "server_message": "\"'next_report_increment' in request to /workflow_run/1/log_heartbeat\"",
         "server_error_type": "jobmon.server.web.server_side_exception.InvalidUsage",
     },
     {
@@ -753,9 +830,7 @@ def test_client_errors_are_never_retried(
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("status", [401, 403, 409, 418])
-def test_other_client_errors_are_plain_status_errors_never_retried(
-    status: int, mode: Mode
-) -> None:
+def test_other_client_errors_are_plain_status_errors_never_retried(status: int, mode: Mode) -> None:
     answer = Action.respond(status, {"detail": "no"})
     with FaultServer(answer, default=ok("get_server_time")) as srv:
         error = perform(mode, make_requester(srv.url), "get_server_time").failed()
@@ -810,7 +885,7 @@ def test_connection_refused_is_retried_until_the_budget_is_spent(
 
 @pytest.mark.parametrize("mode", MODES)
 def test_an_8mb_snapshot_decodes(mode: Mode) -> None:
-    ids = list(range(1, 1_000_001))
+    ids = list(range(1, 1_100_001))
     by_status = {"G": ids[0::3], "Q": ids[1::3], "R": ids[2::3]}
     body = json.dumps({"tasks_by_status": by_status, "time": SERVER_TIME}).encode()
     assert len(body) > 8_000_000

@@ -228,9 +228,9 @@ def test_connections_are_kept_alive(url: str) -> None:
 def test_httpx_reuses_one_connection(url: str) -> None:
     with httpx.Client() as client:
         peers = {
-            client.get(url + "/api/v3/time").extensions["network_stream"].get_extra_info(
-                "client_addr"
-            )
+            client.get(url + "/api/v3/time")
+            .extensions["network_stream"]
+            .get_extra_info("client_addr")
             for _ in range(5)
         }
     assert len(peers) == 1
