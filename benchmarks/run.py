@@ -61,6 +61,7 @@ OURS, BASE, RAW = "ours", "baseline", "raw httpx"
 SIDES = (OURS, BASE, RAW)
 RAW_GOAL = 1.2  # ours / raw httpx on the same transport, every row
 CONCURRENCY = 50
+US, MS = "us/call", "ms/op"
 
 
 @dataclass(frozen=True)
@@ -95,17 +96,22 @@ class Sizes:
 
 @dataclass
 class Case:
+    """One benchmark case: a batch per side, timed in interleaved rounds."""
+
     key: str
     title: str
-    unit: str
-    scale: float  # seconds -> unit
+    unit: str  # US or MS
     ops: int  # operations per batch
     repeats: int  # batches per side per round
+    goal_base: float | None  # ours / baseline goal (None: no goal)
+    why: str  # what differs between the sides
     batches: dict[str, Callable[[], object]]
-    goal_base: float | None
-    why: str
     samples: dict[str, list[float]] = field(default_factory=dict)
     wire: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+
+    @property
+    def scale(self) -> float:
+        return 1e6 if self.unit == US else 1e3
 
 
 def count_label(n: int) -> str:
@@ -545,6 +551,7 @@ class Bench:
     def cases(self) -> list[Case]:
         s = self.sizes
         gw, base, raw = self.gw, self.base, self.raw
+        repeat, concurrent = self.repeat, self.concurrent
 
         def sync_batch(call: Callable[[], object]) -> Callable[[], object]:
             def batch() -> None:
@@ -553,126 +560,120 @@ class Bench:
 
             return batch
 
-        conc_ops = CONCURRENCY * s.conc_each
-        small, big, dn, pn = (
-            count_label(v) for v in (s.snap_small, s.snap_big, s.downstream, s.pages_n)
-        )
+        def ours_heartbeat() -> Awaitable[object]:
+            return gw.log_heartbeat(STATUS, REPORT_INCREMENT)
+
+        def base_heartbeat() -> Awaitable[object]:
+            return base.log_heartbeat_async(RUN_ID)
+
+        small, big = count_label(s.snap_small), count_label(s.snap_big)
         pages = s.pages_n // s.chunk + 1
         return [
             Case(
-                "heartbeat_sync",
-                "heartbeat sync",
-                "us/call",
-                1e6,
-                s.hb_sync_calls,
-                s.repeats_light,
-                {
+                key="heartbeat_sync",
+                title="heartbeat sync",
+                unit=US,
+                ops=s.hb_sync_calls,
+                repeats=s.repeats_light,
+                goal_base=0.5,
+                why="baseline opens a new connection per call (requests, no session)",
+                batches={
                     OURS: sync_batch(lambda: gw.log_heartbeat_sync(STATUS, REPORT_INCREMENT)),
                     BASE: sync_batch(lambda: base.log_heartbeat(RUN_ID)),
                     RAW: sync_batch(raw.log_heartbeat_sync),
                 },
-                0.5,
-                "baseline opens a new connection per call (requests, no session)",
             ),
             Case(
-                "heartbeat_async",
-                "heartbeat async sequential",
-                "us/call",
-                1e6,
-                s.hb_async_calls,
-                s.repeats_light,
-                {
-                    OURS: self.repeat(
-                        s.hb_async_calls, lambda: gw.log_heartbeat(STATUS, REPORT_INCREMENT)
-                    ),
-                    BASE: self.repeat(s.hb_async_calls, lambda: base.log_heartbeat_async(RUN_ID)),
-                    RAW: self.repeat(s.hb_async_calls, raw.log_heartbeat),
+                key="heartbeat_async",
+                title="heartbeat async sequential",
+                unit=US,
+                ops=s.hb_async_calls,
+                repeats=s.repeats_light,
+                goal_base=1.0,
+                why="per-request cost of each async stack",
+                batches={
+                    OURS: repeat(s.hb_async_calls, ours_heartbeat),
+                    BASE: repeat(s.hb_async_calls, base_heartbeat),
+                    RAW: repeat(s.hb_async_calls, raw.log_heartbeat),
                 },
-                1.0,
-                "per-request cost of the async stack",
             ),
             Case(
-                "heartbeat_conc",
-                f"heartbeat async {CONCURRENCY} concurrent",
-                "us/call",
-                1e6,
-                conc_ops,
-                s.repeats_light,
-                {
-                    OURS: self.concurrent(
-                        s.conc_each, lambda: gw.log_heartbeat(STATUS, REPORT_INCREMENT)
-                    ),
-                    BASE: self.concurrent(s.conc_each, lambda: base.log_heartbeat_async(RUN_ID)),
-                    RAW: self.concurrent(s.conc_each, raw.log_heartbeat),
+                key="heartbeat_concurrent",
+                title=f"heartbeat async {CONCURRENCY} concurrent",
+                unit=US,
+                ops=CONCURRENCY * s.conc_each,
+                repeats=s.repeats_light,
+                goal_base=0.8,
+                why="pools under load (ours and raw: the Requester's default limits)",
+                batches={
+                    OURS: concurrent(s.conc_each, ours_heartbeat),
+                    BASE: concurrent(s.conc_each, base_heartbeat),
+                    RAW: concurrent(s.conc_each, raw.log_heartbeat),
                 },
-                0.8,
-                "pool behaviour under load (ours: Requester's default limits)",
             ),
             Case(
-                "snapshot_small",
-                f"snapshot {small} (async)",
-                "ms/op",
-                1e3,
-                s.snap_small_ops,
-                s.repeats_heavy,
-                {
-                    OURS: self.repeat(s.snap_small_ops, self.gw_small.get_task_status_updates),
-                    BASE: self.repeat(
+                key="snapshot_small",
+                title=f"snapshot {small} (async)",
+                unit=MS,
+                ops=s.snap_small_ops,
+                repeats=s.repeats_heavy,
+                goal_base=1.0,
+                why="ours validates every id and status letter; the others json.loads",
+                batches={
+                    OURS: repeat(s.snap_small_ops, self.gw_small.get_task_status_updates),
+                    BASE: repeat(
                         s.snap_small_ops, lambda: base.get_task_status_updates_async(s.snap_small)
                     ),
-                    RAW: self.repeat(s.snap_small_ops, lambda: raw.snapshot(s.snap_small)),
+                    RAW: repeat(s.snap_small_ops, lambda: raw.snapshot(s.snap_small)),
                 },
-                1.0,
-                "ours validates every id and status; the others json.loads",
             ),
             Case(
-                "snapshot_big",
-                f"snapshot {big} (async)",
-                "ms/op",
-                1e3,
-                s.snap_big_ops,
-                s.repeats_heavy,
-                {
-                    OURS: self.repeat(s.snap_big_ops, self.gw_big.get_task_status_updates),
-                    BASE: self.repeat(
+                key="snapshot_big",
+                title=f"snapshot {big} (async)",
+                unit=MS,
+                ops=s.snap_big_ops,
+                repeats=s.repeats_heavy,
+                goal_base=1.0,
+                why="ours validates every id and status letter; the others json.loads",
+                batches={
+                    OURS: repeat(s.snap_big_ops, self.gw_big.get_task_status_updates),
+                    BASE: repeat(
                         s.snap_big_ops, lambda: base.get_task_status_updates_async(s.snap_big)
                     ),
-                    RAW: self.repeat(s.snap_big_ops, lambda: raw.snapshot(s.snap_big)),
+                    RAW: repeat(s.snap_big_ops, lambda: raw.snapshot(s.snap_big)),
                 },
-                1.0,
-                "ours validates every id and status; the others json.loads",
             ),
             Case(
-                "downstream",
-                f"downstream map {dn} (async)",
-                "ms/op",
-                1e3,
-                1,
-                s.repeats_heavy,
-                {
-                    OURS: self.repeat(1, lambda: gw.get_downstream_tasks(self.ids, s.downstream)),
-                    BASE: self.repeat(
+                key="downstream",
+                title=f"downstream map {count_label(s.downstream)} (async)",
+                unit=MS,
+                ops=1,
+                repeats=s.repeats_heavy,
+                goal_base=0.3,
+                why="ours and raw announce 3.6.0 (ids as JSON lists); baseline 3.4.0"
+                " (ids as JSON strings, json.loads per row)",
+                batches={
+                    OURS: repeat(1, lambda: gw.get_downstream_tasks(self.ids, s.downstream)),
+                    BASE: repeat(
                         1, lambda: base.get_downstream_tasks_async(self.ids, s.downstream)
                     ),
-                    RAW: self.repeat(1, lambda: raw.downstream(self.ids, s.downstream)),
+                    RAW: repeat(1, lambda: raw.downstream(self.ids, s.downstream)),
                 },
-                0.3,
-                "ours/raw announce 3.6.0 (list form); baseline 3.4.0 (json.loads per row)",
             ),
             Case(
-                "paging",
-                f"get_tasks paging {pn} by {s.chunk} ({pages} req)",
-                "ms/op",
-                1e3,
-                1,
-                1,
-                {
-                    OURS: self.repeat(1, lambda: all_tasks_ours(self.gw_tasks, s.chunk)),
-                    BASE: self.repeat(1, lambda: base.get_tasks_async(s.pages_n, s.chunk)),
-                    RAW: self.repeat(1, lambda: raw.all_tasks(s.pages_n, s.chunk)),
+                key="paging",
+                title=f"get_tasks paging {count_label(s.pages_n)} by {s.chunk} ({pages} req)",
+                unit=MS,
+                ops=1,
+                repeats=1,
+                goal_base=None,
+                why="ours turns every row into a TaskMetadata (Python-literal fields parsed);"
+                " the others keep the raw rows",
+                batches={
+                    OURS: repeat(1, lambda: all_tasks_ours(self.gw_tasks, s.chunk)),
+                    BASE: repeat(1, lambda: base.get_tasks_async(s.pages_n, s.chunk)),
+                    RAW: repeat(1, lambda: raw.all_tasks(s.pages_n, s.chunk)),
                 },
-                None,
-                "ours parses each row into a TaskMetadata (literals included)",
             ),
         ]
 
@@ -722,8 +723,10 @@ class Bench:
             requests = self.srv.stats()["requests"]
             if len(tasks) != s.pages_n or min(tasks) != 1 or requests != pages:
                 _fail(f"{side}: paging got {len(tasks)} tasks in {requests} requests")
-        for batch in self.cases()[2].batches.values():  # open the concurrent pools
-            batch()
+        for case in self.cases():  # open the concurrent pools
+            if case.key == "heartbeat_concurrent":
+                for batch in case.batches.values():
+                    batch()
 
 
 def measure(bench: Bench, cases: list[Case], rounds: int) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ Every call has a sync twin named ``<call>_sync``.
 """
 
 from ._version import __version__
+from .aiohttp_transport import AiohttpTransport
 from .config import HttpSettings
 from .errors import (
     BadRequestError,
@@ -51,10 +52,13 @@ from .models import (
     WorkflowRunStatusLetter,
 )
 from .routes import Call
+from .schemas import RESPONSE_MODELS, export_schemas
 from .transport import CLIENT_JOBMON_VERSION, Requester
 
 __all__ = [
     "CLIENT_JOBMON_VERSION",
+    "RESPONSE_MODELS",
+    "AiohttpTransport",
     "BadRequestError",
     "Call",
     "ConfigurationError",
@@ -92,4 +96,5 @@ __all__ = [
     "WorkflowRunStatus",
     "WorkflowRunStatusLetter",
     "__version__",
+    "export_schemas",
 ]
