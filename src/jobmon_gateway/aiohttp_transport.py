@@ -13,6 +13,7 @@ keep working: while that method is patched, this transport defers to it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from collections.abc import Mapping
 from typing import Any
@@ -67,12 +68,9 @@ class AiohttpTransport(httpx.AsyncHTTPTransport):
                 keepalive_timeout=self._limits.keepalive_expiry or 15.0,
                 ssl=self._verify,
             )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                # httpx already set every header we send; add none of aiohttp's.
-                skip_auto_headers=("User-Agent", "Accept", "Content-Type"),
-                auto_decompress=True,
-            )
+            # The gateway sends User-Agent, Accept, Accept-Encoding and
+            # Content-Type itself, so aiohttp adds none of its own.
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
             # aiohttp quietly resends an idempotent request once when a reused
             # connection drops; the gateway does that itself (immediately, once,
             # counted and logged), so switch aiohttp's off to keep
@@ -103,7 +101,7 @@ class AiohttpTransport(httpx.AsyncHTTPTransport):
         client's bookkeeping. Errors are raised as httpx's exception classes.
         """
         session = self._session_for_loop()
-        timeout = aiohttp.ClientTimeout(total=read_timeout, sock_connect=connect_timeout)
+        timeout = _client_timeout(read_timeout, connect_timeout)
         try:
             async with session.request(
                 method,
@@ -162,6 +160,12 @@ class AiohttpTransport(httpx.AsyncHTTPTransport):
         if session is not None and not session.closed:
             await session.close()
         await super().aclose()
+
+
+@functools.lru_cache(maxsize=64)
+def _client_timeout(total: float | None, connect: float | None) -> aiohttp.ClientTimeout:
+    # A gateway uses one or two timeouts for all its calls: build each once.
+    return aiohttp.ClientTimeout(total=total, sock_connect=connect)
 
 
 def _httpx_error(exc: Exception) -> Exception:

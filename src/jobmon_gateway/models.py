@@ -68,6 +68,8 @@ __all__ = [
 ]
 
 SERVER_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+SERVER_MESSAGE_LIMIT = 500
+"""Most characters of a server's error message kept in an error."""
 
 
 class TaskStatus(str, Enum):
@@ -549,7 +551,17 @@ class ServerErrorBody(BaseModel):
 
     @classmethod
     def from_body(cls, content: bytes) -> ServerErrorBody:
-        """Parse any error body; never raises."""
+        """Parse any error body; never raises. The message is capped at 500 characters."""
+        said = cls._from_body(content)
+        message = said.message
+        if message is not None and len(message) > SERVER_MESSAGE_LIMIT:
+            # It lands in str(error) and in every retry's log line.
+            message = message[:SERVER_MESSAGE_LIMIT] + "…"
+            return cls(message=message, error_type=said.error_type)
+        return said
+
+    @classmethod
+    def _from_body(cls, content: bytes) -> ServerErrorBody:
         text = content.decode("utf-8", errors="replace").strip()
         if not text:
             return cls()

@@ -95,13 +95,17 @@ def _task_ids(values: object) -> list[int]:
         raise InvalidRequestError(
             f"task_ids must be an iterable of positive ints, got {type(values).__name__}"
         )
+    # Keep the caller's order and duplicates: the server decides what they mean.
     ids = list(values)
+    # The common case, plain ints, in one pass (100k ids for a DAG load).
+    if all(type(value) is int and value > 0 for value in ids):
+        return ids
     for index, value in enumerate(ids):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise InvalidRequestError(
                 f"task_ids[{index}] must be a positive int, got {type(value).__name__} {value!r}"
             )
-    # Keep the caller's order and duplicates: the server decides what they mean.
+    # int subclasses (numpy ints are not, IntEnum is) go on the wire as plain ints.
     return [int(value) for value in ids]
 
 
