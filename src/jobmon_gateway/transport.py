@@ -673,7 +673,7 @@ class _RetryCourse:
         )
 
 
-_QUIET_DECODE_BYTES = 64 * 1024
+_QUIET_DECODE_BYTES = 16 * 1024
 
 
 def _decode(call: Call[T], content: bytes) -> T:
