@@ -815,6 +815,10 @@ def fmt(value: float) -> str:
     return f"{value:.2f}"
 
 
+def spread(ratios: Sequence[float]) -> str:
+    return f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
+
+
 def summarize(
     cases: list[Case], memory: list[dict[str, Any]], sizes: Sizes, quick: bool
 ) -> tuple[list[dict[str, Any]], list[list[str]]]:
@@ -855,8 +859,11 @@ def summarize(
         }
     )
     for result in results:
-        med = result["median"]
+        med, samples = result["median"], result["samples"]
         ratio_base, ratio_raw = result["ratio_base"], result["ratio_raw"]
+        # Samples of one slot (round, repeat) ran back to back: their ratios show the spread.
+        for other, name in ((BASE, "pairs_base"), (RAW, "pairs_raw")):
+            result[name] = [a / b for a, b in zip(samples[OURS], samples[other], strict=True) if b]
         result["verdict_base"] = verdict(ratio_base, result["goal_base"], quick)
         result["verdict_raw"] = verdict(ratio_raw, RAW_GOAL, quick)
         goal_base = result["goal_base"]
@@ -868,9 +875,11 @@ def summarize(
                 fmt(med[BASE]),
                 fmt(med[RAW]),
                 f"{ratio_base:.2f}",
+                spread(result["pairs_base"]),
                 "-" if goal_base is None else f"<= {goal_base:g}",
                 result["verdict_base"],
                 f"{ratio_raw:.2f}",
+                spread(result["pairs_raw"]),
                 f"<= {RAW_GOAL:g}",
                 result["verdict_raw"],
             ]
@@ -987,9 +996,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         BASE,
         RAW,
         "ours/base",
+        "pairs",
         "goal",
         "verdict",
         "ours/raw",
+        "pairs",
         "goal",
         "verdict",
     ]
@@ -1014,8 +1025,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {result['title']}: {result['why']}")
     total = time.perf_counter() - began
     print(
-        f"\nunits: us/call and ms/op are medians of {rounds} round(s); ratios are medians"
-        f" divided; lower is better. total {total:.1f} s"
+        f"\nunits: us/call and ms/op are medians over {rounds} round(s); a ratio is ours' median"
+        " over the other's (lower is better); pairs: lowest-highest ratio of batches run"
+        f" back to back. total {total:.1f} s"
     )
     missed = [
         r["title"]

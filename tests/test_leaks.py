@@ -95,7 +95,9 @@ def quiet(caplog: pytest.LogCaptureFixture) -> None:
 def check_outcomes(srv: FaultServer, calls: int, outcomes: Counter[str]) -> None:
     assert sum(outcomes.values()) == calls
     # Truncated JSON is the only fault that is not retried: each one fails its call.
-    truncated = sum(1 for r in srv.requests if r.action is not None and r.action.label == "truncated json")
+    truncated = sum(
+        1 for r in srv.requests if r.action is not None and r.action.label == "truncated json"
+    )
     assert outcomes["InvalidResponseError"] == truncated
     assert set(outcomes) <= {"ok", "InvalidResponseError", "RetryBudgetExhaustedError"}
     assert outcomes["ok"] >= 0.85 * calls
@@ -188,7 +190,7 @@ def test_many_short_lived_gateways_leak_nothing() -> None:
 # Owned clients are closed on the way out, even when the body raises.
 
 
-class Boom(Exception):
+class BoomError(Exception):
     """Raised inside a gateway's with-block."""
 
 
@@ -212,25 +214,30 @@ def spy_on_clients(requester: Requester, monkeypatch: pytest.MonkeyPatch) -> lis
     return made
 
 
-@pytest.mark.parametrize("raised", [Boom, ServerError], ids=["caller-error", "sdk-error"])
+@pytest.mark.parametrize("raised", [BoomError, ServerError], ids=["caller-error", "sdk-error"])
 def test_owned_sync_client_is_closed_when_the_body_raises(
     raised: type[Exception], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with FaultServer(OK, default=Action.respond(503, "down", content_type="text/plain")) as srv:
         requester = make_requester(srv.url, retries_attempts=1)
         made = spy_on_clients(requester, monkeypatch)
-        with pytest.raises(raised), ServerGateway(requester, 1, 1) as gateway:
-            gateway.get_server_time_sync()
-            assert connections_to(srv.port) == 1
-            if raised is Boom:
-                raise Boom
-            gateway.without_retries().get_server_time_sync()  # 503: ServerError
+
+        def run() -> None:
+            with ServerGateway(requester, 1, 1) as gateway:
+                gateway.get_server_time_sync()
+                assert connections_to(srv.port) == 1
+                if raised is BoomError:
+                    raise BoomError
+                gateway.without_retries().get_server_time_sync()  # 503: ServerError
+
+        with pytest.raises(raised):
+            run()
         assert len(made) == 1
         assert made[0].is_closed
         assert connections_to(srv.port) == 0
 
 
-@pytest.mark.parametrize("raised", [Boom, ServerError], ids=["caller-error", "sdk-error"])
+@pytest.mark.parametrize("raised", [BoomError, ServerError], ids=["caller-error", "sdk-error"])
 def test_owned_async_client_is_closed_when_the_body_raises(
     raised: type[Exception], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -242,8 +249,8 @@ def test_owned_async_client_is_closed_when_the_body_raises(
             async with ServerGateway(requester, 1, 1) as gateway:
                 await gateway.get_server_time()
                 assert connections_to(srv.port) == 1
-                if raised is Boom:
-                    raise Boom
+                if raised is BoomError:
+                    raise BoomError
                 await gateway.without_retries().get_server_time()
 
         with pytest.raises(raised):
@@ -262,9 +269,14 @@ def test_borrowed_sync_client_is_never_closed() -> None:
         requester = make_requester(srv.url)
         gateway = ServerGateway(requester, 1, 1)
         gateway.set_session(mine)
-        with pytest.raises(Boom), gateway:
-            gateway.get_server_time_sync()
-            raise Boom
+
+        def use_then_raise() -> None:
+            with gateway:
+                gateway.get_server_time_sync()
+                raise BoomError
+
+        with pytest.raises(BoomError):
+            use_then_raise()
         assert not mine.is_closed
         with gateway:
             gateway.get_server_time_sync()
@@ -284,10 +296,14 @@ def test_borrowed_async_client_is_never_closed() -> None:
             async with httpx.AsyncClient(verify=_TLS) as mine:
                 gateway = ServerGateway(make_requester(srv.url), 1, 1)
                 gateway.set_session(mine)
-                with pytest.raises(Boom):
+
+                async def use_then_raise() -> None:
                     async with gateway:
                         await gateway.get_server_time()
-                        raise Boom
+                        raise BoomError
+
+                with pytest.raises(BoomError):
+                    await use_then_raise()
                 assert not mine.is_closed
                 async with gateway:
                     await gateway.get_server_time()

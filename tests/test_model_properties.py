@@ -159,7 +159,11 @@ def task_rows(draw: st.DrawFn) -> tuple[list[Any], dict[str, Any]]:
     queues, queues_meaning = draw(literal_field(literal_lists, []))
     resources, resources_meaning = draw(literal_field(literal_dicts, {}))
     array_id, max_attempts, array_max = draw(ints), draw(ints), draw(ints)
-    status, cluster, queue = draw(status_letters), draw(st.text(max_size=8)), draw(st.text(max_size=8))
+    status, cluster, queue = (
+        draw(status_letters),
+        draw(st.text(max_size=8)),
+        draw(st.text(max_size=8)),
+    )
     row = [array_id, status, max_attempts, scales, queues, resources, cluster, queue, array_max]
     meaning = {
         "array_id": array_id,
@@ -218,7 +222,9 @@ def _metadata_payloads(draw: st.DrawFn) -> Sample:
         return {"workflow": []}, {"workflow": None}
     row = [draw(ints), draw(ints), draw(ints)]
     return {"workflow": row}, {
-        "workflow": dict(zip(("workflow_id", "dag_id", "max_concurrently_running"), row))
+        "workflow": dict(
+            zip(("workflow_id", "dag_id", "max_concurrently_running"), row, strict=True)
+        )
     }
 
 
@@ -365,8 +371,7 @@ ROUTES = [
         lambda g: g.get_tasks(0, 500),
         _tasks_payloads(),
         lambda r: (
-            isinstance(r, dict)
-            and all(_is_int(key) and _ok_task(task) for key, task in r.items())
+            isinstance(r, dict) and all(_is_int(key) and _ok_task(task) for key, task in r.items())
         ),
         meaning=lambda r: {"tasks": {str(key): _dump(task) for key, task in r.items()}},
     ),
@@ -519,8 +524,13 @@ def test_any_bytes_give_a_result_or_the_sdks_error(served: Served, body: bytes) 
 def mutated(draw: st.DrawFn, value: JsonValue, depth: int = 0) -> JsonValue:
     """`value` with one spot broken: replaced, dropped, re-typed or padded with junk."""
     containers = isinstance(value, dict | list) and value and depth < 6
-    how = draw(st.sampled_from(["descend", "descend", "replace", "wrap"] if containers else
-                               ["replace", "wrap", "stringify"]))
+    how = draw(
+        st.sampled_from(
+            ["descend", "descend", "replace", "wrap"]
+            if containers
+            else ["replace", "wrap", "stringify"]
+        )
+    )
     if how == "replace":
         return draw(json_values)
     if how == "wrap":
@@ -567,8 +577,11 @@ def test_structured_but_wrong_payloads_give_a_result_or_the_sdks_error(
 @pytest.mark.parametrize("route", DECODED, ids=[route.name for route in DECODED])
 @PROPERTY
 @given(data=st.data())
-def test_valid_payloads_round_trip_and_ignore_unknown_fields(route: Route, served: Served, data: st.DataObject) -> None:
-    assert route.payloads is not None and route.model is not None
+def test_valid_payloads_round_trip_and_ignore_unknown_fields(
+    route: Route, served: Served, data: st.DataObject
+) -> None:
+    assert route.payloads is not None
+    assert route.model is not None
     payload, meaning = data.draw(route.payloads, label="payload")
     body = json.dumps(payload).encode()
 

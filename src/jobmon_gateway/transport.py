@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import random
+import re
 import ssl
 import time
 from collections.abc import Mapping
@@ -229,6 +230,8 @@ class Requester:
             raise ConfigurationError(f"retries_attempts must be an int, got {retries_attempts!r}")
         if retries_attempts < 1:
             raise ConfigurationError(f"retries_attempts must be >= 1, got {retries_attempts}")
+        for header, text in (headers or {}).items():
+            _require_header(header, text)
         self._options: dict[str, Any] = {
             "route_prefix": route_prefix,
             "request_timeout": request_timeout,
@@ -430,7 +433,8 @@ class Requester:
                 method=call.method,
                 route=call.route,
             )
-            if isinstance(exc, _NOT_RETRYABLE_TRANSPORT):
+            if isinstance(exc, _NOT_RETRYABLE_TRANSPORT) or _certificate_refused(exc):
+                # No retry mends our request, or a certificate we do not trust.
                 error.retryable = False
         return error
 
@@ -691,6 +695,22 @@ def _decode(call: Call[T], content: bytes) -> T:
         gc.enable()
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?")
+
+
+def _require_header(name: object, value: object) -> None:
+    # Refused here, at once and without echoing the value (it is often a
+    # token): sent, it would fail every call, differently in sync and async.
+    if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+        raise ConfigurationError(f"header name {name!r} is not a valid HTTP header name")
+    if not isinstance(value, str) or not _HEADER_VALUE.fullmatch(value):
+        raise ConfigurationError(
+            f"the value of header {name!r} must be printable ASCII without leading or"
+            " trailing whitespace or line breaks (value not shown)"
+        )
+
+
 def _require_number(name: str, value: object, *, positive: bool) -> None:
     if (
         isinstance(value, bool)
@@ -701,6 +721,19 @@ def _require_number(name: str, value: object, *, positive: bool) -> None:
     ):
         need = "a positive" if positive else "a non-negative"
         raise ConfigurationError(f"{name} must be {need} finite number, got {value!r}")
+
+
+def _certificate_refused(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(8):  # the chain is short; the bound guards against cycles
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError) or (
+            type(seen).__name__ == "ClientConnectorCertificateError"
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _retry_after(value: str | None) -> float | None:
