@@ -353,9 +353,17 @@ def _fresh(value: Any) -> Any:
     return value
 
 
+_SCALARS = (str, int, float, bool, bytes, complex, type(None))
+
+
 @lru_cache(maxsize=4096)
-def _literal(text: str) -> Any:
-    return ast.literal_eval(text)
+def _literal(text: str) -> tuple[Any, bool]:
+    value = ast.literal_eval(text)
+    # pydantic validates the dict or list into a new one anyway, so a flat
+    # value (the usual {'memory': 0.5}) can be handed over as it is.
+    items = value.values() if isinstance(value, dict) else value
+    flat = isinstance(value, dict | list) and all(isinstance(item, _SCALARS) for item in items)
+    return value, flat
 
 
 def _python_literal(expected: type[dict[str, Any]] | type[list[Any]]) -> Callable[[Any], Any]:
@@ -366,10 +374,10 @@ def _python_literal(expected: type[dict[str, Any]] | type[list[Any]]) -> Callabl
             return value
         try:
             # The same few strings repeat across thousands of rows: parse once.
-            parsed = _literal(value)
+            parsed, flat = _literal(value)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
             raise ValueError(f"not a Python literal: {value[:80]!r}") from exc
-        return _fresh(parsed)
+        return parsed if flat else _fresh(parsed)
 
     return parse
 
