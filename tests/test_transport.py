@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from pytest_httpx import HTTPXMock
+from stamina.instrumentation import RetryDetails, set_on_retry_hooks
 
 from jobmon_gateway import (
     CLIENT_JOBMON_VERSION,
@@ -605,3 +606,36 @@ async def test_turning_tls_verification_off_is_logged(
         record.levelno == logging.WARNING and "TLS" in record.getMessage()
         for record in caplog.records
     )
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_stamina_instrumentation_sees_every_retry(mode: str) -> None:
+    # The first attempt runs outside stamina's loop; its retry must still
+    # reach stamina's hooks (logging, structlog, prometheus) like the others.
+    answers = [500, 503, 200]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        status = answers.pop(0)
+        return httpx.Response(status, json={"time": "2026-11-28 17:56:34"})
+
+    seen: list[RetryDetails] = []
+
+    def record(details: RetryDetails) -> None:
+        seen.append(details)
+
+    set_on_retry_hooks([record])
+    try:
+        transport = httpx.MockTransport(answer)
+        requester = Requester(
+            "http://jobmon.test",
+            transport=transport,
+            async_transport=transport,
+            wait_initial=0,
+            wait_jitter=0,
+        )
+        now = await with_gateway(requester, mode, "get_server_time")
+    finally:
+        set_on_retry_hooks(None)
+    assert now == datetime(2026, 11, 28, 17, 56, 34)
+    assert [details.retry_num for details in seen] == [1, 2]
+    assert [type(details.caused_by) for details in seen] == [ServerError, ServerError]

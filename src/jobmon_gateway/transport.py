@@ -9,7 +9,6 @@ but ``await``.
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import gc
 import json
@@ -528,15 +527,18 @@ class Requester:
         try:
             # The first attempt runs outside stamina: the happy path should
             # not pay for the retry machinery (a fifth of a loopback call).
+            # Should it fail, stamina's loop starts by replaying that failure,
+            # so stamina sleeps, counts and instruments every retry itself.
             course.sent = 1
             try:
                 return self._exchange(client, call, out)
             except GatewayError as exc:
                 if (wait := course.retry_on(exc)) is False:
                     raise
-            course.pause_sync(wait)
+                course.first = (exc, wait)
             for attempt in course.attempts():
                 with attempt:
+                    course.replay_first_failure()
                     course.sent += 1
                     return self._exchange(client, call, out)
         except GatewayError as exc:
@@ -564,9 +566,10 @@ class Requester:
             except GatewayError as exc:
                 if (wait := course.retry_on(exc)) is False:
                     raise
-            await course.pause_async(wait)
+                course.first = (exc, wait)
             async for attempt in course.attempts():
                 with attempt:
+                    course.replay_first_failure()
                     course.sent += 1
                     return await self._exchange_async(client, call, out)
         except GatewayError as exc:
@@ -588,27 +591,29 @@ class _RetryCourse:
         self.started = time.monotonic()
         self.last_answer: GatewayError | None = None
         self.stale_retry_used = False
+        # The first attempt's failure and the wait decided for it, until
+        # stamina's loop replays it.
+        self.first: tuple[GatewayError, float] | None = None
+        self.replayed: Exception | None = None
+        self.replayed_wait: float | None = None
 
-    def pause_sync(self, wait: float) -> None:
-        """Wait before the first retry (stamina waits before the later ones)."""
-        if wait > 0 and not stamina.is_testing():
-            time.sleep(wait)
-
-    async def pause_async(self, wait: float) -> None:
-        """Async form of :meth:`pause_sync`; cancelling it stops the call."""
-        if wait > 0 and not stamina.is_testing():
-            await asyncio.sleep(wait)
+    def replay_first_failure(self) -> None:
+        """Raise the first attempt's failure once, as stamina's first attempt."""
+        if self.first is not None:
+            (failure, self.replayed_wait), self.first = self.first, None
+            self.replayed = failure
+            raise failure
 
     def attempts(self) -> Any:
-        """Stamina's loop over the retries after the first attempt."""
+        """Stamina's loop: the replayed first failure, then the retries."""
         requester = self.requester
         # Our hook decides every retry and its wait (so it can honour
         # Retry-After, the time budget and stale connections); stamina runs the
         # loop, sleeps (zero in its testing mode) and calls its instrumentation.
         return stamina.retry_context(
             on=self.retry_on,
-            attempts=max(1, requester.retries_attempts - self.sent),
-            timeout=max(0.001, requester.retries_timeout - (time.monotonic() - self.started)),
+            attempts=requester.retries_attempts,
+            timeout=requester.retries_timeout,
             wait_initial=requester.wait_initial,
             wait_max=requester.wait_max,
             wait_jitter=requester.wait_jitter,
@@ -616,6 +621,10 @@ class _RetryCourse:
         )
 
     def retry_on(self, exc: Exception) -> bool | float:
+        if exc is self.replayed and self.replayed_wait is not None:
+            # Decided (and logged) when it first happened.
+            self.replayed = None
+            return self.replayed_wait
         if not isinstance(exc, GatewayError):
             return False
         if exc.status is not None:
