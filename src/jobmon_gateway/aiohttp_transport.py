@@ -94,11 +94,13 @@ class AiohttpTransport(httpx.AsyncHTTPTransport):
         *,
         connect_timeout: float | None,
         read_timeout: float | None,
+        all_headers: bool = False,
     ) -> tuple[int, str, list[tuple[str, str]], bytes]:
         """Send one request without building httpx objects; return status, reason, headers, body.
 
         The gateway's hot path: it saves parsing the URL twice and the
-        client's bookkeeping. Errors are raised as httpx's exception classes.
+        client's bookkeeping. The headers of a 2xx answer are left out unless
+        ``all_headers``. Errors are raised as httpx's exception classes.
         """
         session = self._session_for_loop()
         timeout = _client_timeout(read_timeout, connect_timeout)
@@ -112,16 +114,18 @@ class AiohttpTransport(httpx.AsyncHTTPTransport):
                 timeout=timeout,
             ) as answer:
                 content = await answer.read()
-                return (
-                    answer.status,
-                    answer.reason or "",
-                    [
+                status = answer.status
+                # The gateway reads headers of errors only (Retry-After).
+                answer_headers: list[tuple[str, str]] = (
+                    []
+                    if all_headers is False and 200 <= status < 300
+                    else [
                         (name, value)
                         for name, value in answer.headers.items()
                         if name.lower() not in _DROPPED_HEADERS
-                    ],
-                    content,
+                    ]
                 )
+                return status, answer.reason or "", answer_headers, content
         except Exception as exc:
             raise _httpx_error(exc) from exc
 
@@ -139,6 +143,7 @@ class AiohttpTransport(httpx.AsyncHTTPTransport):
                 content,
                 connect_timeout=timeouts.get("connect"),
                 read_timeout=timeouts.get("read"),
+                all_headers=True,
             )
         except httpx.TransportError as exc:
             exc.request = request

@@ -271,6 +271,7 @@ class Requester:
         )
         self._timeout = httpx.Timeout(self.request_timeout)
         self._version_query = urlencode({"client_jobmon_version": client_jobmon_version})
+        self._last_merge: tuple[Mapping[str, str], dict[str, str]] | None = None
         # Built once: every request carries them, GET included (3.2 answers a
         # GET without Content-Type with a 500).
         self._headers = {
@@ -368,9 +369,19 @@ class Requester:
         return _Outgoing(
             call.method,
             f"{self.base_url}{call.route}?{query}",
-            {**self._headers, **headers} if headers else self._headers,
+            self._merged_headers(headers) if headers else self._headers,
             None if call.method == "GET" else _JSON.encode(call.body or {}).encode(),
         )
+
+    def _merged_headers(self, headers: Mapping[str, str]) -> Mapping[str, str]:
+        # A gateway passes the same headers object on every call: merge once.
+        # The cache holds that object, so an identity match can't be a reused id.
+        cached = self._last_merge
+        if cached is not None and cached[0] is headers:
+            return cached[1]
+        merged = {**self._headers, **headers}
+        self._last_merge = (headers, merged)
+        return merged
 
     def build_request(
         self,
