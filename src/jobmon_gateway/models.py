@@ -72,7 +72,14 @@ SERVER_MESSAGE_LIMIT = 500
 """Most characters of a server's error message kept in an error."""
 
 
-class TaskStatus(str, Enum):
+class _StatusLetter(str, Enum):
+    """A status letter that prints as the letter itself, as on the wire."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class TaskStatus(_StatusLetter):
     """Status letters of a task, as the server stores them."""
 
     REGISTERING = "G"
@@ -85,11 +92,8 @@ class TaskStatus(str, Enum):
     ADJUSTING_RESOURCES = "A"
     ERROR_FATAL = "F"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class WorkflowRunStatus(str, Enum):
+class WorkflowRunStatus(_StatusLetter):
     """Status letters of a workflow run, as the server stores them."""
 
     REGISTERED = "G"
@@ -105,9 +109,6 @@ class WorkflowRunStatus(str, Enum):
     TERMINATED = "T"
     INSTANTIATED = "I"
     LAUNCHED = "O"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 _StatusT = TypeVar("_StatusT", TaskStatus, WorkflowRunStatus)
