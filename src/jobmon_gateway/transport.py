@@ -262,6 +262,7 @@ class Requester:
         self.retry_after_max = float(retry_after_max)
         self.client_jobmon_version = client_jobmon_version
         self._verify = verify
+        self._ssl_context: ssl.SSLContext | None = None
         self._transport = transport
         self._async_transport = async_transport
         self._limits = (
@@ -330,9 +331,16 @@ class Requester:
         if self._verify is False:
             logger.warning("TLS verification is OFF for %s (verify=False)", self.service_url)
             return False
-        if isinstance(self._verify, str):
-            return ssl.create_default_context(cafile=self._verify)
-        return self._verify
+        if self._ssl_context is None:
+            # Loading the CA bundle takes ~30 ms: once per requester, not per client.
+            self._ssl_context = (
+                self._verify
+                if isinstance(self._verify, ssl.SSLContext)
+                else ssl.create_default_context(cafile=self._verify)
+                if isinstance(self._verify, str)
+                else httpx.create_ssl_context()
+            )
+        return self._ssl_context
 
     def new_client(self) -> httpx.Client:
         """Make a pooled sync ``httpx.Client`` with these settings; the caller closes it.
