@@ -27,11 +27,11 @@ from jobmon_gateway.testing import (
     WORKFLOW_RUN_TRANSITIONS,
     FakeClock,
     FakeJobmonServer,
-    pytest_plugin,
     sends_downstream_as_list,
 )
 
-jobmon_server = pytest_plugin.jobmon_server
+# `jobmon_server` comes from the pytest11 entry point that installing the
+# package registers, as it does for users.
 
 WIRE_DIR = Path(__file__).parents[2] / "shared" / "wire" / "jobmon-server-3.6"
 RECORDINGS = sorted(WIRE_DIR.glob("*.json")) if WIRE_DIR.is_dir() else []
