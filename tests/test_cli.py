@@ -251,6 +251,20 @@ def test_watch_ends_when_tasks_fail() -> None:
     assert sorted(task.status for task in fake.tasks.values()) == ["D"] * done + ["F"] * failed
 
 
+def test_watch_ends_when_a_failure_leaves_the_rest_unable_to_run() -> None:
+    fake = progressing_server()
+    fake.add_dag(3, chain=True)  # 1 -> 2 -> 3
+    fake.set_task_status(1, "F")
+    with fake.serve() as url:
+        result = run("--url", url, "watch", "1", "--interval", "0.01")
+    assert_ok(result)
+    assert "finished: 0 done, 1 failed, 2 cannot run (upstream failed) of 3 tasks" in (
+        result.stdout
+    )
+    # Given up after a few unchanged polls, not polled forever.
+    assert len(fake.requests_to("task_status_updates")) <= 5
+
+
 def test_watch_json_prints_json_lines() -> None:
     fake = progressing_server()
     fake.add_dag(3, chain=True)

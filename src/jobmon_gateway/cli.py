@@ -133,6 +133,10 @@ def workflow_command(obj: _Context, workflow_id: int) -> None:
     obj.emit(data, human)
 
 
+STUCK_POLLS = 3
+"""Polls without change after which a workflow with failed, idle tasks is given up on."""
+
+
 def watch_workflow(
     gateway: ServerGateway,
     console: Console,
@@ -147,14 +151,20 @@ def watch_workflow(
     The first poll takes a full snapshot; later polls ask only for what
     changed since the server time of the previous answer. A workflow whose
     snapshot has no tasks at all is finished at once: there is nothing to wait for.
+    A workflow whose failed tasks leave the rest unable to run (nothing
+    queued or running, nothing changing for :data:`STUCK_POLLS` polls) ends
+    the watch too, instead of waiting forever for tasks no one will start.
     """
     tally = StatusTally()
     view = ProgressView(console, f"workflow {gateway.workflow_id}")
     polls = 0
+    still = 0
     with Live(view.progress, console=console, transient=as_json, refresh_per_second=8):
         while True:
+            before = tally.counts()
             tally.apply(gateway.get_task_status_updates_sync(since=tally.last_sync))
             polls += 1
+            still = still + 1 if tally.counts() == before else 0
             if as_json:
                 click.echo(json.dumps({"counts": tally.counts(), "time": str(tally.last_sync)}))
             view.show(tally)
@@ -163,6 +173,7 @@ def watch_workflow(
             if (
                 tally.finished
                 or not tally.status_of
+                or (still >= STUCK_POLLS and tally.stuck)
                 or (max_polls is not None and polls >= max_polls)
             ):
                 return tally
@@ -197,9 +208,11 @@ def watch_command(obj: _Context, workflow_id: int, interval: float) -> None:
             sys.exit(130)
     if not obj.as_json:
         counts = tally.counts()
+        waiting = len(tally.status_of) - counts.get("D", 0) - counts.get("F", 0)
         obj.console.print(
             f"finished: {counts.get('D', 0)} done, {counts.get('F', 0)} failed"
-            f" of {len(tally.status_of)} tasks"
+            + (f", {waiting} cannot run (upstream failed)" if waiting else "")
+            + f" of {len(tally.status_of)} tasks"
         )
 
 

@@ -21,13 +21,12 @@ from rich.live import Live
 
 from .gateway import ServerGateway
 from .models import TaskMetadata, TaskStatus, WorkflowRunStatus
-from .progress import ProgressView, StatusTally
+from .progress import ACTIVE, ProgressView, StatusTally
 from .testing import FakeJobmonServer
 from .transport import Requester
 
 __all__ = ["run_demo"]
 
-_ACTIVE = frozenset({"Q", "I", "O", "R"})
 QUEUE_BATCH_SIZE = 25
 """Most tasks queued by one queue_task_batch call."""
 
@@ -138,7 +137,7 @@ class DemoDriver:
         if self.calls["log_heartbeat"] % 10 == 0:
             self.calls["request_triage"] += 1
             gateway.request_triage_sync()
-        active = any(status in _ACTIVE for status in self.tally.status_of.values())
+        active = any(status in ACTIVE for status in self.tally.status_of.values())
         return active or bool(self.ready())
 
     def finish(self) -> str:

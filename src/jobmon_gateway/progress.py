@@ -9,10 +9,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from .models import TaskStatus, TaskStatusUpdatesResponse
 
-__all__ = ["FINISHED", "STATUS_NAMES", "ProgressView", "StatusTally"]
+__all__ = ["ACTIVE", "FINISHED", "STATUS_NAMES", "ProgressView", "StatusTally"]
 
 FINISHED = frozenset({TaskStatus.DONE.value, TaskStatus.ERROR_FATAL.value})
 """Task statuses a workflow run does not move out of."""
+
+ACTIVE = frozenset({"Q", "I", "O", "R", "E", "A"})
+"""Task statuses of work under way or about to be retried by the distributor."""
 
 STATUS_NAMES: dict[str, str] = {
     status.value: status.name.lower().replace("_", " ") for status in TaskStatus
@@ -47,6 +50,12 @@ class StatusTally:
         for letter in self.status_of.values():
             counts[letter] = counts.get(letter, 0) + 1
         return counts
+
+    @property
+    def stuck(self) -> bool:
+        """Whether some task failed and none is queued or running: nothing will move."""
+        statuses = set(self.status_of.values())
+        return TaskStatus.ERROR_FATAL.value in statuses and not statuses & ACTIVE
 
     @property
     def finished(self) -> bool:
