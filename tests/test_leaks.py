@@ -20,7 +20,7 @@ from collections import Counter
 from typing import Any
 
 import httpx
-import psutil  # type: ignore[import-untyped]  # no stubs installed
+import psutil
 import pytest
 
 from fault_server import ERROR_ENVELOPE_500, Action, FaultServer
