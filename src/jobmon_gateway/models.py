@@ -420,6 +420,10 @@ _TASK_ROW_FIELDS = (
 )
 
 
+TaskId = Annotated[int, Field(gt=0)]
+"""A task id: a positive int (on the wire, a string key such as ``"11"``)."""
+
+
 class TaskMetadata(_Response):
     """One row of ``get_tasks``: what the driver needs to schedule a task.
 
@@ -480,7 +484,7 @@ class TaskMetadata(_Response):
 class TasksResponse(_Response):
     """Answer to ``get_tasks``: one chunk of not-done tasks keyed by task id."""
 
-    tasks: dict[int, TaskMetadata] = Field(
+    tasks: dict[TaskId, TaskMetadata] = Field(
         description="Tasks by id (ascending, only ids above max_task_id, not DONE);"
         " an empty map means there are no more.",
         json_schema_extra=_TASK_ID_KEYS,
@@ -530,7 +534,7 @@ _DagNodeId = Annotated[int, Field(title="Node Id", description="The task's node 
 class DownstreamTasksResponse(_Response):
     """Answer to ``get_downstream_tasks``: each task's node and its downstream nodes."""
 
-    downstream_tasks: dict[int, tuple[_DagNodeId, DownstreamNodeIds]] = Field(
+    downstream_tasks: dict[TaskId, tuple[_DagNodeId, DownstreamNodeIds]] = Field(
         description="For each task id: (node_id, downstream node ids). The ids arrive as a"
         " JSON list, a JSON-encoded string or null; they always come out as a list.",
         examples=[{"1": [4, [2, 9]], "11": [6, []]}],
