@@ -578,6 +578,26 @@ class Bench:
             RAW: repeat(1, raw.log_heartbeat),
         }
         small, big = count_label(s.snap_small), count_label(s.snap_big)
+
+        def snapshot_case(
+            key: str, label: str, size: int, ops: int, gateway: ServerGateway
+        ) -> Case:
+            return Case(
+                key=key,
+                title=f"snapshot {label} (async)",
+                unit=MS,
+                ops=ops,
+                repeats=s.repeats_heavy,
+                goal_base=1.0,
+                why="ours validates every id and status letter; the others json.loads",
+                batches={
+                    OURS: repeat(ops, gateway.get_task_status_updates),
+                    BASE: repeat(ops, lambda: base.get_task_status_updates_async(size)),
+                    RAW: repeat(ops, lambda: raw.snapshot(size)),
+                },
+                prime={**async_prime, OURS: ours_prime(gateway)},
+            )
+
         pages = s.pages_n // s.chunk + 1
         return [
             Case(
@@ -628,40 +648,8 @@ class Bench:
                 },
                 prime=async_prime,
             ),
-            Case(
-                key="snapshot_small",
-                title=f"snapshot {small} (async)",
-                unit=MS,
-                ops=s.snap_small_ops,
-                repeats=s.repeats_heavy,
-                goal_base=1.0,
-                why="ours validates every id and status letter; the others json.loads",
-                batches={
-                    OURS: repeat(s.snap_small_ops, self.gw_small.get_task_status_updates),
-                    BASE: repeat(
-                        s.snap_small_ops, lambda: base.get_task_status_updates_async(s.snap_small)
-                    ),
-                    RAW: repeat(s.snap_small_ops, lambda: raw.snapshot(s.snap_small)),
-                },
-                prime={**async_prime, OURS: ours_prime(self.gw_small)},
-            ),
-            Case(
-                key="snapshot_big",
-                title=f"snapshot {big} (async)",
-                unit=MS,
-                ops=s.snap_big_ops,
-                repeats=s.repeats_heavy,
-                goal_base=1.0,
-                why="ours validates every id and status letter; the others json.loads",
-                batches={
-                    OURS: repeat(s.snap_big_ops, self.gw_big.get_task_status_updates),
-                    BASE: repeat(
-                        s.snap_big_ops, lambda: base.get_task_status_updates_async(s.snap_big)
-                    ),
-                    RAW: repeat(s.snap_big_ops, lambda: raw.snapshot(s.snap_big)),
-                },
-                prime={**async_prime, OURS: ours_prime(self.gw_big)},
-            ),
+            snapshot_case("snapshot_small", small, s.snap_small, s.snap_small_ops, self.gw_small),
+            snapshot_case("snapshot_big", big, s.snap_big, s.snap_big_ops, self.gw_big),
             Case(
                 key="downstream",
                 title=f"downstream map {count_label(s.downstream)} (async)",
