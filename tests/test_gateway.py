@@ -331,3 +331,27 @@ def test_gateway_remembers_its_ids() -> None:
     assert (gateway.workflow_id, gateway.workflow_run_id) == (12, 34)
     assert "12" in repr(gateway)
     assert "34" in repr(gateway)
+
+
+def test_a_closed_borrowed_client_is_an_error_not_a_silent_swap() -> None:
+    requester, sync_transport, _ = tracked_requester()
+    borrowed = httpx.Client(transport=sync_transport)
+    gateway = ServerGateway(requester, 1, 1)
+    gateway.set_session(borrowed)
+    borrowed.close()
+    with pytest.raises(InvalidRequestError) as refused:
+        gateway.get_server_time_sync()
+    assert "set_session" in str(refused.value)
+    assert sync_transport.requests == []
+
+
+async def test_a_closed_borrowed_async_client_is_an_error_not_a_silent_swap() -> None:
+    requester, _, async_transport = tracked_requester()
+    borrowed = httpx.AsyncClient(transport=async_transport)
+    gateway = ServerGateway(requester, 1, 1)
+    gateway.set_session(borrowed)
+    await borrowed.aclose()
+    with pytest.raises(InvalidRequestError) as refused:
+        await gateway.get_server_time()
+    assert "set_session" in str(refused.value)
+    assert async_transport.requests == []

@@ -103,8 +103,9 @@ def workflow_command(obj: _Context, workflow_id: int) -> None:
     """Show a workflow: metadata, limits and task counts by status."""
     with _expected_failures():
         requester = obj.requester()
-        metadata = _send(requester, routes.get_workflow_metadata(workflow_id))
-        updates = _send(requester, routes.get_task_status_updates(workflow_id))
+        with requester.new_client() as client:
+            metadata = requester.send(routes.get_workflow_metadata(workflow_id), client)
+            updates = requester.send(routes.get_task_status_updates(workflow_id), client)
     tally = StatusTally()
     tally.apply(updates)
     counts = tally.counts()

@@ -46,16 +46,31 @@ class _Sessions:
         self.retired: list[httpx.AsyncClient] = []
 
     def for_async(self) -> httpx.AsyncClient:
-        if self.async_client is None or self.async_client.is_closed:
-            self.async_client = self.requester.new_async_client()
+        client = self.async_client
+        if client is not None and client.is_closed and not self.owns_async:
+            raise _closed_session("httpx.AsyncClient")
+        if client is None or client.is_closed:
+            client = self.async_client = self.requester.new_async_client()
             self.owns_async = True
-        return self.async_client
+        return client
 
     def for_sync(self) -> httpx.Client:
-        if self.sync_client is None or self.sync_client.is_closed:
-            self.sync_client = self.requester.new_client()
+        client = self.sync_client
+        if client is not None and client.is_closed and not self.owns_sync:
+            raise _closed_session("httpx.Client")
+        if client is None or client.is_closed:
+            client = self.sync_client = self.requester.new_client()
             self.owns_sync = True
-        return self.sync_client
+        return client
+
+
+def _closed_session(kind: str) -> InvalidRequestError:
+    # Quietly swapping in a client of our own would drop the caller's
+    # settings (auth, proxies, limits); httpx itself would raise a bare
+    # RuntimeError. Say what happened instead.
+    return InvalidRequestError(
+        f"the {kind} given to set_session() has been closed; hand in an open one"
+    )
 
 
 class ServerGateway:
@@ -411,7 +426,7 @@ class ServerGateway:
                 f"get_tasks did not move past task {max_task_id} (highest id {highest});"
                 " stopping instead of asking again forever",
                 method="GET",
-                route=f"/workflow/get_tasks/{self.workflow_id}",
+                route=routes.get_tasks(self.workflow_id).route,
                 status=200,
             )
         return highest
