@@ -482,6 +482,7 @@ class Requester:
         )
 
     async def _exchange_async(self, client: httpx.AsyncClient, call: Call[T], out: _Outgoing) -> T:
+        # aiohttp's own total timeout bounds the hot path; the deadline is for the others.
         deadline = time.monotonic() + self.request_timeout
         try:
             if isinstance(client, _OwnedAsyncClient):
