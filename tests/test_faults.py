@@ -293,14 +293,14 @@ RETRIED = [
         call="log_heartbeat",
         dropped=1,
         connections=2,
-        retries_logged=2,
+        retries_logged=1,
     ),
     Retried(
         "500-then-kept-alive-connection-reset",
         lambda _c: [Action.respond_then_reset(500)],
         dropped=1,
         connections=2,
-        retries_logged=2,
+        retries_logged=1,
     ),
 ]
 
@@ -323,7 +323,9 @@ def test_fault_is_retried_then_the_call_succeeds(
         assert len(srv.requests) == case.answered
         assert len(srv.dropped_requests) == case.dropped
         assert srv.connections_accepted == case.connections
-        assert len(retry_log) == case.retries_logged == sent(srv) - 1
+        # A request the server dropped unread on a reused connection is resent
+        # at once on a fresh one: not an attempt, so not a logged retry.
+        assert len(retry_log) == case.retries_logged == sent(srv) - 1 - case.dropped
         assert case.min_elapsed <= outcome.elapsed < RETRIES_TIMEOUT
         # Every resend is the same request: same route, query and body.
         method, route = CALL_ROUTES[case.call]
@@ -550,7 +552,9 @@ def test_dropped_connection_after_500_keeps_the_servers_message(
         assert error.server_error_type == "sqlalchemy.exc.NoResultFound"
         assert type(error.last_error) is TransportError
         assert error.last_error.status is None
-        assert len(srv.requests) == attempts - 1
+        # The request dropped unread after the 500 is resent at once, uncounted:
+        # the server answers (or fails) `attempts` requests besides it.
+        assert len(srv.requests) == attempts
         assert len(srv.dropped_requests) == 1
         assert len(retry_log) == attempts - 1
 

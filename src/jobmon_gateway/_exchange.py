@@ -22,13 +22,14 @@ connection after every 500).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import select
 import socket
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -67,7 +68,7 @@ class Outgoing:
     repeat_safe: bool
 
 
-class _Stale(Exception):
+class _StaleConnectionError(Exception):
     """A reused connection failed before any byte of an answer: the server never answered."""
 
     def __init__(self, cause: BaseException) -> None:
@@ -130,13 +131,13 @@ class SocketExchange:
         if conn is not None:
             try:
                 return self._roundtrip(conn, out, deadline, attempt, reused=True)
-            except _Stale as stale:
+            except _StaleConnectionError as stale:
                 if not out.repeat_safe:
                     raise error_from(stale.cause, attempt, answered=False) from stale.cause
         conn = self._connect(deadline, attempt)
         try:
             return self._roundtrip(conn, out, deadline, attempt, reused=False)
-        except _Stale as stale:  # pragma: no cover - only reused connections go stale
+        except _StaleConnectionError as stale:  # pragma: no cover - only reused ones go stale
             raise error_from(stale.cause, attempt, answered=False) from stale.cause
 
     def _pooled(self) -> _Connection | None:
@@ -174,7 +175,13 @@ class SocketExchange:
             raise error_from(exc, attempt, answered=False, connecting=True) from exc
 
     def _roundtrip(
-        self, conn: _Connection, out: Outgoing, deadline: Deadline, attempt: Attempt, *, reused: bool
+        self,
+        conn: _Connection,
+        out: Outgoing,
+        deadline: Deadline,
+        attempt: Attempt,
+        *,
+        reused: bool,
     ) -> Answer:
         state, sock = conn.state, conn.sock
         answered = False
@@ -202,7 +209,9 @@ class SocketExchange:
                 else:
                     raise Fault("protocol", "the connection closed before an answer")
             status = event.status_code
-            head = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in event.headers]
+            head = [
+                (name.decode("latin-1"), value.decode("latin-1")) for name, value in event.headers
+            ]
             encoding, length = check_head(status, head)
             reader = BodyReader(encoding, self._limit, length)
             while True:
@@ -220,8 +229,9 @@ class SocketExchange:
             body = reader.finish()
         except (Fault, GatewayError, h11.ProtocolError, OSError, ValueError, MemoryError) as exc:
             _close_quietly(sock)
-            if reused and not answered and not isinstance(exc, Fault | GatewayError | MemoryError):
-                raise _Stale(exc) from exc
+            ours = isinstance(exc, Fault | GatewayError | MemoryError)
+            if reused and not answered and not ours:
+                raise _StaleConnectionError(exc) from exc
             raise error_from(exc, attempt, answered=answered) from exc
         except BaseException:
             # Cancelled or interrupted mid-answer: the connection is in an unknown state.
@@ -261,10 +271,8 @@ def event_reason(status: int) -> str:
 
 
 def _close_quietly(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.close()
-    except OSError:  # pragma: no cover - close of a dead socket
-        pass
 
 
 # -- httpx clients and transports --------------------------------------------------
@@ -322,12 +330,12 @@ class HttpxExchange:
         """Send ``out`` and return the complete answer; raises only GatewayErrors."""
         try:
             return self._roundtrip(out, deadline, attempt)
-        except _Stale as stale:
+        except _StaleConnectionError as stale:
             if not out.repeat_safe:
                 raise error_from(stale.cause, attempt, answered=False) from stale.cause
         try:
             return self._roundtrip(out, deadline, attempt)
-        except _Stale as stale:
+        except _StaleConnectionError as stale:
             raise error_from(stale.cause, attempt, answered=False) from stale.cause
 
     def _roundtrip(self, out: Outgoing, deadline: Deadline, attempt: Attempt) -> Answer:
@@ -349,7 +357,11 @@ class HttpxExchange:
             else:
                 assert self._transport is not None
                 request = httpx.Request(
-                    out.method, out.url, headers=out.headers, content=out.body, extensions=extensions
+                    out.method,
+                    out.url,
+                    headers=out.headers,
+                    content=out.body,
+                    extensions=extensions,
                 )
                 response = self._transport.handle_request(request)
             answered = True
@@ -369,7 +381,7 @@ class HttpxExchange:
                 response.close()
         except Exception as exc:
             if trace.reused and not answered and _stale_kind(exc):
-                raise _Stale(exc) from exc
+                raise _StaleConnectionError(exc) from exc
             raise error_from(exc, attempt, answered=answered) from exc
         status = response.status_code
         return Answer(status, response.reason_phrase, () if status in _OK else tuple(head), body)
@@ -398,12 +410,12 @@ class AsyncHttpxExchange:
         """Send ``out`` and return the complete answer; raises only GatewayErrors."""
         try:
             return await self._roundtrip(out, deadline, attempt)
-        except _Stale as stale:
+        except _StaleConnectionError as stale:
             if not out.repeat_safe:
                 raise error_from(stale.cause, attempt, answered=False) from stale.cause
         try:
             return await self._roundtrip(out, deadline, attempt)
-        except _Stale as stale:
+        except _StaleConnectionError as stale:
             raise error_from(stale.cause, attempt, answered=False) from stale.cause
 
     async def _roundtrip(self, out: Outgoing, deadline: Deadline, attempt: Attempt) -> Answer:
@@ -425,7 +437,11 @@ class AsyncHttpxExchange:
             else:
                 assert self._transport is not None
                 request = httpx.Request(
-                    out.method, out.url, headers=out.headers, content=out.body, extensions=extensions
+                    out.method,
+                    out.url,
+                    headers=out.headers,
+                    content=out.body,
+                    extensions=extensions,
                 )
                 response = await self._transport.handle_async_request(request)
             answered = True
@@ -445,7 +461,7 @@ class AsyncHttpxExchange:
                 await response.aclose()
         except Exception as exc:
             if trace.reused and not answered and _stale_kind(exc):
-                raise _Stale(exc) from exc
+                raise _StaleConnectionError(exc) from exc
             raise error_from(exc, attempt, answered=answered) from exc
         status = response.status_code
         return Answer(status, response.reason_phrase, () if status in _OK else tuple(head), body)
@@ -473,7 +489,9 @@ def _stale_kind(exc: BaseException) -> bool:
 
 # -- aiohttp sessions -------------------------------------------------------------
 
-_REUSED: contextvars.ContextVar[bool] = contextvars.ContextVar("jobmon_gateway_reused", default=False)
+_REUSED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "jobmon_gateway_reused", default=False
+)
 _CONNECTOR_CLASS: type[Any] | None = None
 
 
@@ -495,7 +513,7 @@ def _connector_class() -> type[Any]:
     return _CONNECTOR_CLASS
 
 
-async def _close_with_loop(session: aiohttp.ClientSession) -> AsyncIterator[None]:
+async def _close_with_loop(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
     # Kept suspended for the life of its event loop: the loop closes every
     # such generator when it shuts down (asyncio.run does), and that closes
     # the session on the loop it belongs to.
@@ -513,7 +531,7 @@ class _LoopSession:
         self,
         loop: asyncio.AbstractEventLoop,
         session: aiohttp.ClientSession,
-        guard: AsyncIterator[None],
+        guard: AsyncGenerator[None, None],
     ) -> None:
         self.loop = loop
         self.session = session
@@ -536,6 +554,11 @@ class AiohttpExchange:
         self._lent = session
         self._by_loop: dict[asyncio.AbstractEventLoop, _LoopSession] = {}
         self._lock = threading.Lock()
+
+    @property
+    def closed(self) -> bool:
+        """Whether no session of ours is open (a lent one is never ours to close)."""
+        return not self._by_loop
 
     @property
     def lent_session(self) -> aiohttp.ClientSession | None:
@@ -591,12 +614,12 @@ class AiohttpExchange:
         session = await self.session()
         try:
             return await self._roundtrip(session, out, deadline, attempt)
-        except _Stale as stale:
+        except _StaleConnectionError as stale:
             if not out.repeat_safe:
                 raise error_from(stale.cause, attempt, answered=False) from stale.cause
         try:
             return await self._roundtrip(session, out, deadline, attempt)
-        except _Stale as stale:
+        except _StaleConnectionError as stale:
             raise error_from(stale.cause, attempt, answered=False) from stale.cause
 
     async def _roundtrip(
@@ -640,7 +663,7 @@ class AiohttpExchange:
                 reason = response.reason or ""
         except Exception as exc:
             if not answered and (reused or _REUSED.get()) and _stale_kind(exc):
-                raise _Stale(exc) from exc
+                raise _StaleConnectionError(exc) from exc
             raise error_from(exc, attempt, answered=answered) from exc
         return Answer(status, reason, () if status in _OK else tuple(head), body)
 

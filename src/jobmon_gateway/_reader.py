@@ -12,12 +12,12 @@ import zlib
 from collections.abc import Iterable
 from typing import Literal
 
-__all__ = ["Deadline", "Fault", "BodyReader", "check_head"]
+__all__ = ["BodyReader", "Deadline", "Fault", "check_head"]
 
 FaultKind = Literal["timeout", "too_large", "protocol", "decoding"]
 
 
-class Fault(Exception):
+class Fault(Exception):  # noqa: N818 - a finding, mapped before it escapes
     """Something wrong with an answer, found by the reader; mapped to a GatewayError."""
 
     def __init__(self, kind: FaultKind, message: str, *, answered: bool = True) -> None:
@@ -117,7 +117,9 @@ class BodyReader:
         self._fed = True
         if self._encoding == "deflate" and self._decoder is None:
             # RFC 9110 deflate is zlib-wrapped; some servers send it raw.
-            wrapped = len(data) >= 2 and (data[0] & 0x0F) == 8 and (data[0] * 256 + data[1]) % 31 == 0
+            wrapped = (
+                len(data) >= 2 and (data[0] & 0x0F) == 8 and (data[0] * 256 + data[1]) % 31 == 0
+            )
             self._decoder = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
         decoder = self._decoder
         if decoder is None:
@@ -153,8 +155,9 @@ class BodyReader:
             if tail:
                 self._add(tail)
         chunks = self._chunks
-        if len(chunks) == 1:
+        if len(chunks) == 1 and type(chunks[0]) is bytes:
             return chunks[0]
+        # h11 hands out bytearray slices; the body is always bytes.
         return b"".join(chunks)
 
 

@@ -97,7 +97,10 @@ class RetryCourse:
         self.sent += 1
         budget = self.policy.timeout
         cap = self.started + budget if budget > 0 else None
-        return Attempt(self.call, self.url, self.sent), Deadline(self.request_timeout, cap)
+        return (
+            Attempt(self.call, self.url, self.sent, self.request_timeout),
+            Deadline(self.request_timeout, cap),
+        )
 
     def run(self, attempt: Callable[[Attempt, Deadline], T]) -> T:
         """Run ``attempt`` until it succeeds or the course says stop; raise the final error."""

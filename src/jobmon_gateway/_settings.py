@@ -141,9 +141,9 @@ class RetryPolicy:
         return self.timeout == 0 or self.attempts == 1
 
 
-def build_settings(service_url: object, options: Mapping[str, Any]) -> tuple[
-    ConnectionSettings, RetryPolicy
-]:
+def build_settings(
+    service_url: object, options: Mapping[str, Any]
+) -> tuple[ConnectionSettings, RetryPolicy]:
     """Validate every option and return the two frozen values.
 
     Raises:
@@ -185,7 +185,9 @@ def build_settings(service_url: object, options: Mapping[str, Any]) -> tuple[
         # adds one per repeat (measured in its database).
         repeat_safe = prefix != ""
     elif not isinstance(repeat_safe, bool):
-        raise ConfigurationError(f"repeat_safe_queueing must be a bool or None, got {repeat_safe!r}")
+        raise ConfigurationError(
+            f"repeat_safe_queueing must be a bool or None, got {repeat_safe!r}"
+        )
     max_connections, max_keepalive, expiry = _limits(values["limits"])
     connection = ConnectionSettings(
         scheme=scheme,
@@ -324,5 +326,7 @@ def _limits(value: object) -> tuple[int, int, float]:
         int(max_connections) if isinstance(max_connections, int) else 100,
         int(max_keepalive) if isinstance(max_keepalive, int) else 20,
         # Never longer than the server keeps an idle connection (uvicorn: 5 s).
-        min(float(expiry), KEEPALIVE_EXPIRY) if isinstance(expiry, int | float) else KEEPALIVE_EXPIRY,
+        min(float(expiry), KEEPALIVE_EXPIRY)
+        if isinstance(expiry, int | float)
+        else KEEPALIVE_EXPIRY,
     )

@@ -33,7 +33,8 @@ class HttpSettings:
         route_prefix: Where the API is mounted: ``"/api/v3"`` on servers 3.4+, ``""`` on 3.2.
         request_timeout: Seconds allowed for one request (connect, send, read).
         retries_attempts: Most requests sent for one call, the first included.
-        retries_timeout: Most seconds spent on one call across its retries.
+        retries_timeout: Most seconds spent on one call across its retries
+            (``0``: Jobmon's reading, one attempt and then an error).
     """
 
     service_url: str
@@ -74,7 +75,7 @@ class HttpSettings:
             route_prefix=str(values.get("route_prefix", DEFAULT_ROUTE_PREFIX) or ""),
             request_timeout=_number(values, "request_timeout", 20.0, float),
             retries_attempts=int(_number(values, "retries_attempts", 10, int)),
-            retries_timeout=_number(values, "retries_timeout", 300.0, float),
+            retries_timeout=_number(values, "retries_timeout", 300.0, float, zero_ok=True),
         )
 
 
@@ -96,7 +97,12 @@ def _yaml_http_section(path: Path) -> dict[str, object]:
 
 
 def _number(
-    values: Mapping[str, object], name: str, default: float, kind: type[int] | type[float]
+    values: Mapping[str, object],
+    name: str,
+    default: float,
+    kind: type[int] | type[float],
+    *,
+    zero_ok: bool = False,
 ) -> float:
     raw = values.get(name, default)
     try:
@@ -111,8 +117,10 @@ def _number(
             f"{ENV_PREFIX}{name.upper()} (or http.{name}) must be a number"
             f"{' (whole)' if kind is int else ''}, got {raw!r}"
         ) from None
-    if not math.isfinite(number) or number <= 0:
+    if not math.isfinite(number) or number < 0 or (number == 0 and not zero_ok):
+        # retries_timeout=0 is Jobmon's own test setting: one attempt, then an error.
+        need = "non-negative" if zero_ok else "positive"
         raise ConfigurationError(
-            f"{ENV_PREFIX}{name.upper()} (or http.{name}) must be positive, got {raw!r}"
+            f"{ENV_PREFIX}{name.upper()} (or http.{name}) must be {need}, got {raw!r}"
         )
     return float(number)

@@ -139,7 +139,8 @@ class GatewayError(Exception):
         self.server_error_type = (
             None if server_error_type is None else printable(server_error_type, 200)
         )
-        self.body_excerpt = None if body_excerpt is None else printable(body_excerpt, 500)
+        # Kept as sent (only capped): it is data to inspect, never part of str(error).
+        self.body_excerpt = None if body_excerpt is None else body_excerpt[:501]
         self.attempts = attempts
         self.url = url
         self.retry_after = retry_after

@@ -32,6 +32,7 @@ from enum import Enum
 from functools import lru_cache
 from typing import Annotated, Any, TypeVar
 
+import pydantic_core
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -45,7 +46,6 @@ from pydantic import (
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
-import pydantic_core
 from pydantic_core import CoreSchema
 
 __all__ = [
@@ -390,9 +390,7 @@ def _literal_tree(text: str) -> ast.Expression:
     if len(text) > LITERAL_MAX_CHARS:
         raise ValueError(f"longer than {LITERAL_MAX_CHARS} characters")
     tree = ast.parse(text, mode="eval")
-    nodes = 0
-    for node in ast.walk(tree):
-        nodes += 1
+    for nodes, node in enumerate(ast.walk(tree), start=1):
         if nodes > LITERAL_MAX_NODES:
             raise ValueError(f"more than {LITERAL_MAX_NODES} items")
         if isinstance(node, ast.Dict) and len(node.keys) > LITERAL_MAX_KEYS:

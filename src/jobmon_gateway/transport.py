@@ -15,7 +15,7 @@ import os
 import ssl
 import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeVar, Union
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
 
 from ._answers import Answer, Attempt, result_of
@@ -54,8 +54,8 @@ speak, not this package's own version.
 
 _JSON = json.JSONEncoder(separators=(",", ":"))
 
-SyncExchange = Union[SocketExchange, HttpxExchange]
-AsyncExchange = Union[AiohttpExchange, AsyncHttpxExchange]
+SyncExchange = SocketExchange | HttpxExchange
+AsyncExchange = AiohttpExchange | AsyncHttpxExchange
 
 
 def _httpx_patched() -> tuple[bool, bool]:
@@ -370,7 +370,8 @@ class Requester:
         if _httpx_patched()[0]:
             import httpx
 
-            return HttpxExchange(limit, transport=httpx.HTTPTransport())
+            verify = self._tls() if self._connection.scheme == "https" else True
+            return HttpxExchange(limit, transport=httpx.HTTPTransport(verify=verify))
         tls = self._tls_context() if self._connection.scheme == "https" else None
         return SocketExchange(self._connection, tls)
 
@@ -382,10 +383,9 @@ class Requester:
         if _httpx_patched()[1]:
             import httpx
 
-            return AsyncHttpxExchange(limit, transport=httpx.AsyncHTTPTransport())
-        tls: ssl.SSLContext | bool = (
-            self._tls() if self._connection.scheme == "https" else True
-        )
+            verify = self._tls() if self._connection.scheme == "https" else True
+            return AsyncHttpxExchange(limit, transport=httpx.AsyncHTTPTransport(verify=verify))
+        tls: ssl.SSLContext | bool = self._tls() if self._connection.scheme == "https" else True
         return AiohttpExchange(self._connection, tls)
 
     def lend_exchange(self, client: object) -> SyncExchange | AsyncExchange:

@@ -94,7 +94,7 @@ async def drive(requester: Requester) -> None:
 
         terminated = await gateway.terminate_task_instances()
         assert_type(terminated, TerminateTaskInstancesResponse)
-        assert_type(terminated.num_terminated, int)
+        assert_type(terminated.num_terminated, int | None)
         assert_type(terminated.workflow_run_id, int)
 
         await gateway.request_triage()
