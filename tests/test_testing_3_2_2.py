@@ -269,6 +269,11 @@ def test_a_wrong_method_is_a_500(client: httpx.Client) -> None:
     assert answer.json()["error"]["type"] == "<class 'werkzeug.exceptions.MethodNotAllowed'>"
 
 
+def test_head_is_served_on_get_routes_only(client: httpx.Client) -> None:
+    assert client.head("/time").status_code == 200
+    assert client.head("/workflow_run/1/log_heartbeat").status_code == 500
+
+
 def test_a_request_without_json_content_type_is_a_500(server: FakeJobmonServer) -> None:
     with httpx.Client(transport=server.transport(), base_url=server.base_url) as bare:
         answer = bare.get("/time")

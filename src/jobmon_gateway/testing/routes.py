@@ -3,7 +3,8 @@
 Each route handler reads one request the way the Jobmon 3.6 server (FastAPI)
 does and answers the same bytes: compact JSON, string object keys, the
 ``application/custom+json`` error envelope for 400 and 500, FastAPI's own
-bodies for 404, 405 and 422.
+bodies for 404, 405 and 422. A 3.2.2 fake answers through
+:mod:`jobmon_gateway.testing.routes_3_2_2` instead, with this route table.
 """
 
 from __future__ import annotations
