@@ -354,7 +354,7 @@ def _before_request(method: str, content_type: str | None, body: bytes) -> Any:
         # The hook catches BadRequest and carries on; the handlers that read
         # the body later fail on it.
         return _BAD_JSON
-    context: Any = data
+    context: Any = data if method == "GET" else None
     if method in ("POST", "PUT"):
         if isinstance(data, dict):
             context = data.pop("server_structlog_context", {})
