@@ -128,8 +128,9 @@ class FakeJobmonServer(JobmonDatabase):
         client.post("/workflow/1/task_status_updates", json={})
 
     Every route of the workflow-run API is served below ``route_prefix``;
-    other paths answer 404 ``{"detail": "Not Found"}``. Requests are recorded
-    in :attr:`requests`. Seeding, lookups and :meth:`advance` come from
+    other paths answer 404 ``{"detail": "Not Found"}`` (a 3.2.2 fake: a
+    plain-text 404 quoting the URL). Requests are recorded in :attr:`requests`.
+    Seeding, lookups and :meth:`advance` come from
     :class:`~jobmon_gateway.testing.state.JobmonDatabase`.
     """
 
@@ -188,6 +189,10 @@ class FakeJobmonServer(JobmonDatabase):
             drop_connection_after_500: After any 500, fail the next request
                 with ``httpx.ReadError`` ("connection reset by peer"), as
                 uvicorn's silently closed keep-alive connection does.
+
+        Raises:
+            ValueError: an unknown ``server_version``, a ``gzip_min_size`` for
+                3.2.2, or a setting out of range.
         """
         if server_version not in SERVER_VERSIONS:
             known = ", ".join(SERVER_VERSIONS)
