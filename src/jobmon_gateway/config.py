@@ -33,6 +33,7 @@ class HttpSettings:
         route_prefix: Where the API is mounted: ``"/api/v3"`` on servers 3.4+, ``""`` on 3.2.
         request_timeout: Seconds allowed for one request (connect, send, read).
         retries_attempts: Most requests sent for one call, the first included.
+        max_response_bytes: Most bytes of an answer's body after decompression.
         retries_timeout: Most seconds spent on one call across its retries
             (``0``: Jobmon's reading, one attempt and then an error).
     """
@@ -42,6 +43,7 @@ class HttpSettings:
     request_timeout: float = 20.0
     retries_attempts: int = 10
     retries_timeout: float = 300.0
+    max_response_bytes: int = 128 * 1024 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HttpSettings:
@@ -62,6 +64,7 @@ class HttpSettings:
             "request_timeout",
             "retries_attempts",
             "retries_timeout",
+            "max_response_bytes",
         ):
             variable = ENV_PREFIX + name.upper()
             if variable in env:
@@ -76,6 +79,7 @@ class HttpSettings:
             request_timeout=_number(values, "request_timeout", 20.0, float),
             retries_attempts=int(_number(values, "retries_attempts", 10, int)),
             retries_timeout=_number(values, "retries_timeout", 300.0, float, zero_ok=True),
+            max_response_bytes=int(_number(values, "max_response_bytes", 128 * 1024 * 1024, int)),
         )
 
 

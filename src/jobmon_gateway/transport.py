@@ -209,6 +209,7 @@ class Requester:
             "request_timeout": settings.request_timeout,
             "retries_attempts": settings.retries_attempts,
             "retries_timeout": settings.retries_timeout,
+            "max_response_bytes": settings.max_response_bytes,
         }
         options.update(overrides)
         service_url = options.pop("service_url", settings.service_url)
