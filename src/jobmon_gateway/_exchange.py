@@ -207,7 +207,9 @@ class SocketExchange:
                 elif type(event) is h11.InformationalResponse:
                     deadline.check()  # an endless stream of 100 Continue ends here
                 else:
-                    raise Fault("protocol", "the connection closed before an answer")
+                    # A clean close where an answer should be: the server
+                    # dropped the connection (a stale one, if it was reused).
+                    raise ConnectionAbortedError("the server closed the connection unanswered")
             status = event.status_code
             head = [
                 (name.decode("latin-1"), value.decode("latin-1")) for name, value in event.headers
@@ -229,8 +231,7 @@ class SocketExchange:
             body = reader.finish()
         except (Fault, GatewayError, h11.ProtocolError, OSError, ValueError, MemoryError) as exc:
             _close_quietly(sock)
-            ours = isinstance(exc, Fault | GatewayError | MemoryError)
-            if reused and not answered and not ours:
+            if reused and not answered and _stale_kind(exc):
                 raise _StaleConnectionError(exc) from exc
             raise error_from(exc, attempt, answered=answered) from exc
         except BaseException:
