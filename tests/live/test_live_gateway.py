@@ -34,8 +34,8 @@ from jobmon_gateway import (
     WorkflowRunStatus,
 )
 
-from .conftest import LiveServer, SeededWorkflow
 from .lost_answer_proxy import LostAnswerProxy
+from .servers import LiveServer, SeededWorkflow
 
 # Generous for one test (the first one also waits for the servers to come up;
 # a fresh build of their venvs takes a minute or two).
