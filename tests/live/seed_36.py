@@ -23,6 +23,28 @@ import sys
 from typing import Any
 
 
+def move(run: Any, status: str) -> None:
+    """Move the run to ``status`` and make sure it got there.
+
+    The 3.6 server commits an update_status after it has answered (the
+    session is a FastAPI dependency that ends after the response is sent), so
+    the next move can read the run's previous status, be refused as an
+    illegal transition, and leave the run behind. Until the answer names the
+    new status, the move is sent again (each try is a full round trip, and
+    the commit lands within milliseconds).
+    """
+    route = f"/workflow_run/{run.workflow_run_id}/update_status"
+    answered = None
+    for _ in range(100):
+        _, answer = run.requester.send_request(
+            app_route=route, message={"status": status}, request_type="put"
+        )
+        answered = answer.get("status")
+        if answered == status:
+            return
+    raise RuntimeError(f"run {run.workflow_run_id} stayed {answered!r}, not {status!r}")
+
+
 def seed(count: int) -> list[dict[str, Any]]:
     """Bind ``count`` workflows and their runs; answer their ids."""
     tool_module = importlib.import_module("jobmon.client.tool")
@@ -59,7 +81,7 @@ def seed(count: int) -> list[dict[str, Any]]:
         run = workflow_run_module.WorkflowRunFactory(workflow.workflow_id).create_workflow_run()
         # The path the swarm takes to a running run: heartbeats and queueing expect it.
         for status in (running.BOUND, running.INSTANTIATED, running.LAUNCHED, running.RUNNING):
-            run._update_status(status)
+            move(run, status)
         array = workflow.arrays["live_step"]
         seeded.append(
             {

@@ -141,6 +141,29 @@ class LiveServer:
             raise RuntimeError(f"all {POOL_SIZE} seeded workflows are taken: raise POOL_SIZE")
         return self.pool.pop(0)
 
+    def wait_for_run_status(self, workflow_run_id: int, status: str, timeout: float = 10.0) -> None:
+        """Wait until the database holds ``status`` for the run (bounded by ``timeout``).
+
+        The 3.6 server commits update_status and log_heartbeat only after it
+        has answered, so a call that reads the run right after may still see
+        the status from before. A test that needs the new one waits here.
+        """
+        deadline = time.monotonic() + timeout
+        found = None
+        while time.monotonic() < deadline:
+            with sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=10) as db:
+                row = db.execute(
+                    "SELECT status FROM workflow_run WHERE id = ?", (workflow_run_id,)
+                ).fetchone()
+            found = None if row is None else row[0]
+            if found == status:
+                return
+            # Polling: the server's commit announces nothing we could wait on.
+            time.sleep(0.01)
+        raise AssertionError(
+            f"workflow run {workflow_run_id} is {found!r}, not {status!r}, after {timeout}s"
+        )
+
     def count_task_instances(self, task_ids: tuple[int, ...] | list[int]) -> int:
         """How many task instances the server's database holds for ``task_ids``."""
         # Read-only, so the test can never change what the server sees.

@@ -153,6 +153,8 @@ async def test_update_status_moves_the_run_and_answers_unchanged_on_an_illegal_m
     ) as call:
         moved = await call("update_status", WorkflowRunStatus.DONE)
         assert moved.status == WorkflowRunStatus.DONE
+        # 3.6 commits the move only after answering; the next call must see it.
+        live_server.wait_for_run_status(workflow.workflow_run_id, "D")
         # DONE -> RUNNING is illegal: not an error, the status comes back unchanged.
         refused = await call("update_status", "R")
         assert refused.status == WorkflowRunStatus.DONE
