@@ -24,6 +24,19 @@ import pytest
 
 from .servers import CACHE, JOBMON_36, SERVERS, LiveServer, RunningServer, bring_up
 
+# The first live test also waits for the servers: building both venvs from
+# nothing takes two to three minutes here. Every other live test is quick.
+FIRST_TEST_TIMEOUT = 400
+TEST_TIMEOUT = 60
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Last, so the order (and any -k selection) is final when the first is picked.
+    live = [item for item in items if item.get_closest_marker("live") is not None]
+    for index, item in enumerate(live):
+        item.add_marker(pytest.mark.timeout(FIRST_TEST_TIMEOUT if index == 0 else TEST_TIMEOUT))
+
 
 @pytest.fixture(scope="session")
 def live_servers() -> Iterator[dict[str, LiveServer | str]]:

@@ -37,9 +37,8 @@ from jobmon_gateway import (
 from .lost_answer_proxy import LostAnswerProxy
 from .servers import LiveServer, SeededWorkflow
 
-# Generous for one test (the first one also waits for the servers to come up;
-# a fresh build of their venvs takes a minute or two).
-pytestmark = [pytest.mark.live, pytest.mark.timeout(400)]
+# conftest.py gives the first live test the time to bring the servers up.
+pytestmark = pytest.mark.live
 
 Mode = Literal["sync", "async"]
 UNKNOWN = 999_999
