@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+import aiohttp
 import httpx
 import pytest
 
@@ -522,3 +523,61 @@ async def test_a_call_right_after_a_500_succeeds(
             assert failed.value.status == 500
             assert failed.value.attempts == 1
             assert isinstance(await call("get_server_time"), datetime)
+
+
+# -- what the lead is landing (HELPERS.md interfaces) ---------------------------------------
+
+
+async def test_errors_name_the_full_url(live_server: LiveServer, mode: Mode) -> None:
+    shared = live_server.shared
+    base = live_server.service_url + live_server.route_prefix
+    async with gateway_for(live_server, mode, shared.workflow_id, UNKNOWN) as call:
+        with pytest.raises(ServerError) as failed:
+            await call.without_retries()("log_heartbeat", "R", 30.0)
+    # Scheme, host, port, route prefix and route; no query.
+    assert getattr(failed.value, "url", None) == f"{base}/workflow_run/{UNKNOWN}/log_heartbeat"
+    async with gateway_for(live_server, mode, UNKNOWN, shared.workflow_run_id) as call:
+        with pytest.raises(WorkflowNotFoundError) as not_found:
+            await call("get_workflow_metadata")
+    assert (
+        getattr(not_found.value, "url", None)
+        == f"{base}/workflow/{UNKNOWN}/fetch_workflow_metadata"
+    )
+
+
+async def test_retries_timeout_zero_means_one_attempt(live_server: LiveServer, mode: Mode) -> None:
+    # Jobmon's own configuration uses retries_timeout=0: one attempt, then a RuntimeError.
+    shared = live_server.shared
+    async with gateway_for(
+        live_server, mode, shared.workflow_id, UNKNOWN, retries_timeout=0
+    ) as call:
+        with pytest.raises(RetryBudgetExhaustedError) as exhausted:
+            await call("log_heartbeat", "R", 30.0)
+    assert isinstance(exhausted.value, RuntimeError)
+    assert exhausted.value.attempts == 1
+    assert exhausted.value.status == 500
+    assert exhausted.value.server_error_type == NO_SUCH_ROW
+
+
+async def test_calls_on_a_borrowed_aiohttp_session(live_server: LiveServer) -> None:
+    # What Jobmon's swarm does: set_session(aiohttp.ClientSession()), never closing it here.
+    shared = live_server.shared
+    async with aiohttp.ClientSession() as session:
+        gateway = ServerGateway(live_server.requester(), shared.workflow_id, shared.workflow_run_id)
+        # Loosely typed: set_session is annotated for httpx clients until the
+        # aiohttp form lands, and an ignore would outlive that.
+        borrowed: Any = session
+        gateway.set_session(borrowed)
+        try:
+            beat = await gateway.log_heartbeat("R", 30.0)
+            chunks = [chunk async for chunk in gateway.iter_tasks(2)]
+            downstream = await gateway.get_downstream_tasks(shared.task_ids, shared.dag_id)
+        finally:
+            await gateway.close()
+        assert not session.closed
+    assert beat.status == WorkflowRunStatus.RUNNING
+    assert [task_id for chunk in chunks for task_id in chunk] == sorted(shared.task_ids)
+    assert {
+        task_id: (node_id, sorted(nodes))
+        for task_id, (node_id, nodes) in downstream.downstream_tasks.items()
+    } == shared.downstream_nodes()
