@@ -29,20 +29,28 @@ def move(run: Any, status: str) -> None:
     The 3.6 server commits an update_status after it has answered (the
     session is a FastAPI dependency that ends after the response is sent), so
     the next move can read the run's previous status, be refused as an
-    illegal transition, and leave the run behind. Until the answer names the
-    new status, the move is sent again (each try is a full round trip, and
-    the commit lands within milliseconds).
+    illegal transition, and leave the run behind; the same holds for the
+    run's creation. Until the answer names the new status, the move is sent
+    again (each try is a full round trip, and the commit lands within
+    milliseconds).
     """
     route = f"/workflow_run/{run.workflow_run_id}/update_status"
-    answered = None
+    answered: object = None
     for _ in range(100):
-        _, answer = run.requester.send_request(
-            app_route=route, message={"status": status}, request_type="put"
-        )
+        try:
+            _, answer = run.requester.send_request(
+                app_route=route, message={"status": status}, request_type="put"
+            )
+        except RuntimeError as exc:
+            # The first move can come before the run's own row is committed:
+            # the server answers 500 NoResultFound (Jobmon's client raises a
+            # RuntimeError for it, its retries being off here).
+            answered = exc
+            continue
         answered = answer.get("status")
         if answered == status:
             return
-    raise RuntimeError(f"run {run.workflow_run_id} stayed {answered!r}, not {status!r}")
+    raise RuntimeError(f"run {run.workflow_run_id} did not move to {status!r}: {answered!r}")
 
 
 def seed(count: int) -> list[dict[str, Any]]:
