@@ -412,3 +412,12 @@ def test_server_error_body_caps_long_text() -> None:
     said = ServerErrorBody.from_body(b"x" * 10_000)
     assert said.message is not None
     assert len(said.message) <= 500
+
+
+def test_requested_resources_stored_as_json_are_read_too() -> None:
+    # Both servers store requested_resources with json.dumps: true/false/null
+    # make it JSON rather than a Python literal.
+    row = [1, "G", 3, "{'memory': 0.5}", "[]", '{"exclusive": true, "q": null}', "c", "q", 10]
+    task = TasksResponse.model_validate({"tasks": {"1": row}}).tasks[1]
+    assert task.requested_resources == {"exclusive": True, "q": None}
+    assert task.resource_scales == {"memory": 0.5}

@@ -329,6 +329,8 @@ class ServerGateway:
         """How many tasks of array ``array_id`` may run at once (2147483647: no limit).
 
         Servers before 3.4 lack the route and answer :class:`NotFoundError`.
+        A 3.6 server answers an unknown array with a 500 (``NoResultFound``),
+        which is retried like any 500: use :meth:`without_retries` to fail fast.
         """
         return await self._send(routes.get_array_concurrency(array_id))
 

@@ -401,7 +401,20 @@ def _literal_tree(text: str) -> ast.Expression:
 
 
 def _evaluate(text: str) -> tuple[Any, bool]:
-    value = ast.literal_eval(_literal_tree(text))
+    if len(text) > LITERAL_MAX_CHARS:
+        raise ValueError(f"longer than {LITERAL_MAX_CHARS} characters")
+    value: Any
+    try:
+        value = ast.literal_eval(_literal_tree(text))
+    except (ValueError, SyntaxError) as exc:
+        # Both servers store requested_resources with json.dumps, so a value
+        # holding true, false or null is JSON, not a Python literal.
+        try:
+            value = pydantic_core.from_json(text)  # nesting-limited; its keys are strings
+        except ValueError:
+            raise exc from None
+        if isinstance(value, list | dict) and len(value) > LITERAL_MAX_NODES:
+            raise ValueError(f"more than {LITERAL_MAX_NODES} items") from None
     # pydantic validates the dict or list into a new one anyway, so a flat
     # value (the usual {'memory': 0.5}) can be handed over as it is.
     items = value.values() if isinstance(value, dict) else value

@@ -121,12 +121,6 @@ def cases(first: SeededWorkflow, second: SeededWorkflow) -> dict[str, dict[str, 
             "route": f"/workflow/{wf}/task_status_updates",
             "request_json": {"last_sync": "2000-01-01 00:00:00"},
         },
-        # 3.6 answers this request with a 422; 3.2 does not check the id here.
-        "task_status_updates_bad_path_id": {
-            "method": "POST",
-            "route": "/workflow/abc/task_status_updates",
-            "request_json": {},
-        },
         # Where 3.2 does read a non-int path id, it fails with a 500 (ValueError).
         "error_bad_path_id": {
             "method": "POST",
