@@ -531,3 +531,190 @@ def test_threads_share_one_sync_connection_pool_and_close_sync_closes_it() -> No
         gateway.close_sync()
         port = int(srv.url.rsplit(":", 1)[1])
         assert [c for c in me.net_connections("tcp") if c.raddr and c.raddr.port == port] == []
+
+
+# ---------------------------------------------------------------------------
+# Found by a hostile read of the transport (each was a defect; each now holds).
+
+
+def _smuggler(conn: HostileConnection) -> None:
+    smuggled = http_response(HEARTBEAT_R) + http_response(b'{"status": "H"}')
+    if conn.read_request() is not None:
+        conn.send(smuggled)
+    while conn.read_request(timeout=1.0) is not None:
+        conn.send(http_response(b'{"status": "H"}'))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_lent_httpx_client_never_reads_smuggled_bytes_as_the_next_answer(mode: Mode) -> None:
+    import httpx
+
+    with HostileServer(_smuggler, serve_ok) as srv:
+        req = requester(srv.url, request_timeout=2)
+        gateway = ServerGateway(req, 1, 1)
+        if mode == "sync":
+            with httpx.Client() as mine:
+                gateway.set_session(mine)
+                answers = [gateway.log_heartbeat_sync("R", 30.0).status for _ in range(2)]
+        else:
+
+            async def twice() -> list[Any]:
+                async with httpx.AsyncClient() as mine:
+                    gateway.set_session(mine)
+                    return [(await gateway.log_heartbeat("R", 30.0)).status for _ in range(2)]
+
+            answers = asyncio.run(twice())
+        assert answers == ["R", "R"]
+        assert srv.connections == 2
+
+
+def test_a_lent_async_httpx_client_is_bounded_by_the_deadline() -> None:
+    import httpx
+
+    async def run() -> tuple[GatewayError, float]:
+        async with httpx.AsyncClient() as mine:
+            gateway = ServerGateway(requester(srv.url, request_timeout=0.5), 1, 1)
+            gateway.set_session(mine)
+            started = time.monotonic()
+            try:
+                await gateway.log_heartbeat("R", 30.0)
+            except GatewayError as exc:
+                return exc, time.monotonic() - started
+        raise AssertionError("the call should have failed")
+
+    with HostileServer(endless_continue) as srv:
+        error, elapsed = asyncio.run(run())
+    assert isinstance(error, RetryBudgetExhaustedError)
+    assert isinstance(error.last_error, RequestTimeoutError)
+    assert elapsed < 0.5 + SLACK
+
+
+def test_close_sync_on_an_idle_event_loop_leaves_that_loop_working() -> None:
+    with HostileServer(serve_ok) as srv:
+        loop = asyncio.new_event_loop()
+        try:
+            gateway = ServerGateway(requester(srv.url, request_timeout=2), 1, 1)
+            assert loop.run_until_complete(gateway.log_heartbeat("R", 30.0)).status == "R"
+            gateway.close_sync()  # the loop is open but not running
+            again = ServerGateway(requester(srv.url, request_timeout=2), 1, 1)
+            assert loop.run_until_complete(again.log_heartbeat("R", 30.0)).status == "R"
+            loop.run_until_complete(again.close())
+        finally:
+            loop.close()
+
+
+def test_bytes_after_a_gzip_stream_are_refused_not_buffered() -> None:
+    junk = gzip.compress(HEARTBEAT_R) + b"\0" * (4 << 20)
+    results = both(http_response(junk, headers=(("content-encoding", "gzip"),)))
+    same_verdict(results, TransportError)
+    assert all("after its end" in str(error) for error, _ in results)
+
+
+def _deflate_byte_by_byte(conn: HostileConnection) -> None:
+    body = zlib.compress(HEARTBEAT_R)
+    if conn.read_request() is None:
+        return
+    head = b"HTTP/1.1 200 OK\r\ncontent-encoding: deflate\r\ntransfer-encoding: chunked\r\n\r\n"
+    conn.send(head)
+    for byte in body:
+        if not conn.send(b"1\r\n%s\r\n" % bytes([byte]), pause=0.002):
+            return
+    conn.send(b"0\r\n\r\n")
+    conn.read_request(timeout=0.5)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_deflate_body_split_into_single_bytes_is_read(mode: Mode) -> None:
+    with HostileServer(_deflate_byte_by_byte) as srv:
+        assert heartbeat(mode, requester(srv.url, request_timeout=5)).status == "R"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 15, 15\r\n\r\n" + HEARTBEAT_R,
+        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: h2c\r\n\r\n",
+    ],
+    ids=["gzip-then-chunked", "listed-length", "101"],
+)
+def test_more_bad_framing_gets_the_same_verdict(data: bytes) -> None:
+    same_verdict(both(data), TransportError)
+
+
+def test_the_reason_phrase_is_the_standard_one_both_ways() -> None:
+    results = both(http_response(b'{"error": "x"}', status=503))
+    assert [error.message for error, _ in results] == [results[0][0].message] * 2
+    assert all("Service Unavailable" in error.message for error, _ in results)
+
+
+@pytest.mark.parametrize(
+    "service_url",
+    [
+        "http://admin:s3cr#t@127.0.0.1:5000",
+        "http://admin:s3cr?t@127.0.0.1:5000",
+        "http://admin:s3cr/t@127.0.0.1:5000",
+        "http://admin:s3cr[t@127.0.0.1:5000",
+    ],
+)
+def test_a_password_holding_url_syntax_is_refused_and_never_shown(service_url: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Requester(service_url)
+    assert "s3cr" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: Requester("http://[::1"),
+        lambda: Requester("http://127.0.0.1", request_timeout=10**400),
+        lambda: Requester("http://127.0.0.1", wait_exp_base=1e300),
+        lambda: Requester("http://127.0.0.1", request_timeout=1e10),
+        lambda: ServerGateway(Requester("http://127.0.0.1"), 10**5000, 1),
+        lambda: ServerGateway(Requester("http://127.0.0.1"), 2**63, 1),
+        lambda: ServerGateway(Requester("http://127.0.0.1"), 1, 1).log_heartbeat_sync("R", 10**400),
+        lambda: ServerGateway(Requester("http://127.0.0.1"), 1, 1).get_tasks_sync(10**5000),
+        lambda: ServerGateway(Requester("http://127.0.0.1"), 1, 1).get_downstream_tasks_sync(
+            [10**5000], 1
+        ),
+    ],
+)
+def test_absurd_caller_input_gets_the_sdks_error_before_anything_is_sent(build: Any) -> None:
+    with pytest.raises(GatewayError) as info:
+        build()
+    assert info.value.attempts == 0
+
+
+def test_a_lent_aiohttp_session_that_raises_on_errors_keeps_the_status() -> None:
+    import aiohttp
+
+    def not_found(conn: HostileConnection) -> None:
+        while conn.read_request() is not None:
+            conn.send(http_response(b'{"error": "no such run"}', status=404))
+
+    async def run() -> GatewayError:
+        async with aiohttp.ClientSession(raise_for_status=True) as mine:
+            gateway = ServerGateway(requester(srv.url, retries_attempts=3), 1, 1)
+            gateway.set_session(mine)
+            try:
+                await gateway.log_heartbeat("R", 30.0)
+            except GatewayError as exc:
+                return exc
+        raise AssertionError("the call should have failed")
+
+    with HostileServer(not_found) as srv:
+        error = asyncio.run(run())
+    assert error.status == 404
+    assert error.attempts == 1
+    assert error.server_message == "no such run"
+
+
+def test_a_closed_client_made_by_the_requester_is_refused() -> None:
+    from jobmon_gateway import InvalidRequestError, routes
+
+    with HostileServer(serve_ok) as srv:
+        req = requester(srv.url)
+        client = req.new_client()
+        client.close()
+        with pytest.raises(InvalidRequestError, match="closed"):
+            req.send(routes.get_server_time(), client)

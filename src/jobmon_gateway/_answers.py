@@ -317,6 +317,18 @@ def excerpt(content: bytes) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors) and type(exc).__name__ == "ValidationError":
+        # pydantic renders every error (and its input) in str(): a huge bad
+        # answer would cost more to describe than to refuse. The first is enough.
+        try:
+            first = errors(include_input=False, include_url=False)[0]
+            where = ".".join(str(part) for part in first.get("loc", ()))
+            count = exc.error_count()  # type: ignore[attr-defined]
+            more = f" (and {count - 1} more)" if count > 1 else ""
+            return f"{where}: {first.get('msg', '')}{more}"[:300]
+        except Exception:  # noqa: S110 - fall back to the plain text below
+            pass
     try:
         text = str(exc).strip()
     except Exception:  # a foreign __str__ may itself fail

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import re
 import select
 import socket
 import ssl
@@ -53,6 +54,8 @@ __all__ = [
 ]
 
 _READ_SIZE = 65536
+_HEAD_SEEN = 16384  # h11 refuses a longer head anyway
+_LISTED_LENGTH = re.compile(rb"\ncontent-length[ \t]*:[^\r\n]*,", re.IGNORECASE)
 _OK = range(200, 300)
 
 
@@ -159,8 +162,6 @@ class SocketExchange:
         _close_quietly(conn.sock)
 
     def _connect(self, deadline: Deadline, attempt: Attempt) -> _Connection:
-        if self.closed:
-            self.closed = False  # a closed gateway opens connections again when used
         sock: socket.socket | None = None
         try:
             sock = socket.create_connection(self._address, timeout=deadline.remaining())
@@ -195,22 +196,31 @@ class SocketExchange:
             data += state.send(h11.EndOfMessage())
             sock.settimeout(deadline.remaining())
             sock.sendall(data)
+            received = b""
             while True:
                 event = state.next_event()
                 if event is h11.NEED_DATA:
                     sock.settimeout(deadline.remaining())
                     chunk = sock.recv(_READ_SIZE)
                     answered = answered or bool(chunk)
+                    if len(received) < _HEAD_SEEN:
+                        received += chunk
                     state.receive_data(chunk)
                 elif type(event) is h11.Response:
                     break
                 elif type(event) is h11.InformationalResponse:
+                    if event.status_code == 101:
+                        raise Fault("protocol", "the server sent status 101 as its answer")
                     deadline.check()  # an endless stream of 100 Continue ends here
                 else:
                     # A clean close where an answer should be: the server
                     # dropped the connection (a stale one, if it was reused).
                     raise ConnectionAbortedError("the server closed the connection unanswered")
             status = event.status_code
+            if _LISTED_LENGTH.search(received):
+                # h11 folds "Content-Length: 15, 15" into 15; aiohttp refuses it.
+                # Refused here too, so the same bytes get the same verdict.
+                raise Fault("protocol", "the server sent an invalid Content-Length")
             head = [
                 (name.decode("latin-1"), value.decode("latin-1")) for name, value in event.headers
             ]
@@ -249,8 +259,7 @@ class SocketExchange:
             self._release(conn)
         else:
             _close_quietly(sock)
-        reason = event_reason(status)
-        return Answer(status, reason, () if status in _OK else tuple(head), body)
+        return Answer(status, event_reason(status), () if status in _OK else tuple(head), body)
 
     def close(self) -> None:
         """Close every idle connection; ones in use close when their answer is read."""
@@ -379,13 +388,19 @@ class HttpxExchange:
                         deadline.check()
                 body = reader.finish()
             finally:
+                leftover = _connection_with_leftover(response)
                 response.close()
+                if leftover is not None:
+                    leftover.close()
+        except httpx.HTTPStatusError as exc:
+            # The client raises on error statuses itself (a hook): keep the status.
+            return _answer_of_status_error(exc.response)
         except Exception as exc:
             if trace.reused and not answered and _stale_kind(exc):
                 raise _StaleConnectionError(exc) from exc
             raise error_from(exc, attempt, answered=answered) from exc
         status = response.status_code
-        return Answer(status, response.reason_phrase, () if status in _OK else tuple(head), body)
+        return Answer(status, event_reason(status), () if status in _OK else tuple(head), body)
 
     def close(self) -> None:
         """Close the transport given to the requester; a lent client stays open."""
@@ -410,14 +425,32 @@ class AsyncHttpxExchange:
     async def send(self, out: Outgoing, deadline: Deadline, attempt: Attempt) -> Answer:
         """Send ``out`` and return the complete answer; raises only GatewayErrors."""
         try:
-            return await self._roundtrip(out, deadline, attempt)
+            return await self._bounded(out, deadline, attempt)
         except _StaleConnectionError as stale:
             if not out.repeat_safe:
                 raise error_from(stale.cause, attempt, answered=False) from stale.cause
         try:
-            return await self._roundtrip(out, deadline, attempt)
+            return await self._bounded(out, deadline, attempt)
         except _StaleConnectionError as stale:
             raise error_from(stale.cause, attempt, answered=False) from stale.cause
+
+    async def _bounded(self, out: Outgoing, deadline: Deadline, attempt: Attempt) -> Answer:
+        # httpx bounds each read, not the whole answer: an endless stream of
+        # 100 Continue or a trickled head would outlast any per-read timeout.
+        try:
+            return await asyncio.wait_for(
+                self._roundtrip(out, deadline, attempt), deadline.remaining()
+            )
+        except Fault as exc:
+            raise error_from(exc, attempt, answered=False) from None
+        except asyncio.TimeoutError:
+            raise error_from(
+                Fault(
+                    "timeout", f"no complete answer within request_timeout={deadline.timeout:g}s"
+                ),
+                attempt,
+                answered=True,
+            ) from None
 
     async def _roundtrip(self, out: Outgoing, deadline: Deadline, attempt: Attempt) -> Answer:
         import httpx
@@ -459,18 +492,56 @@ class AsyncHttpxExchange:
                         deadline.check()
                 body = reader.finish()
             finally:
+                leftover = _connection_with_leftover(response)
                 await response.aclose()
+                if leftover is not None:
+                    await leftover.aclose()
+        except httpx.HTTPStatusError as exc:
+            # The client raises on error statuses itself (a hook): keep the status.
+            return _answer_of_status_error(exc.response)
         except Exception as exc:
             if trace.reused and not answered and _stale_kind(exc):
                 raise _StaleConnectionError(exc) from exc
             raise error_from(exc, attempt, answered=answered) from exc
         status = response.status_code
-        return Answer(status, response.reason_phrase, () if status in _OK else tuple(head), body)
+        return Answer(status, event_reason(status), () if status in _OK else tuple(head), body)
 
     async def aclose(self) -> None:
         """Close the transport given to the requester; a lent client stays open."""
         if self._transport is not None:
             await self._transport.aclose()
+
+
+def _connection_with_leftover(response: httpx.Response) -> Any:
+    """httpcore's connection of ``response`` if bytes past the answer's end sit in it.
+
+    httpx would reuse it and read those bytes as the next call's answer (a
+    smuggled response); the caller closes it instead. Private attributes,
+    looked up defensively: with another transport there is nothing to find.
+    """
+    stream: Any = response.stream
+    for _ in range(6):
+        state = getattr(stream, "_h11_state", None)
+        if state is not None:
+            trailing = getattr(state, "trailing_data", (b"", False))
+            return stream if trailing[0] else None
+        stream = next(
+            (
+                getattr(stream, name)
+                for name in ("_stream", "_httpcore_stream", "_connection")
+                if getattr(stream, name, None) is not None
+            ),
+            None,
+        )
+        if stream is None:
+            return None
+    return None
+
+
+def _answer_of_status_error(response: httpx.Response) -> Answer:
+    status = response.status_code
+    head = tuple(response.headers.multi_items())
+    return Answer(status, event_reason(status), () if status in _OK else head, b"")
 
 
 def _stale_kind(exc: BaseException) -> bool:
@@ -590,7 +661,14 @@ class AiohttpExchange:
         )
         # We decompress (with the size limit) and send every header ourselves.
         session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+            connector=connector,
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent",),
+            # The sync exchange keeps no cookies either: the same requests both ways.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            # The sync exchange's parser (h11) allows a 16 KiB head.
+            max_line_size=16384,
+            max_field_size=16384,
         )
         # aiohttp would quietly resend an idempotent request once on a dropped
         # reused connection; we do that ourselves, for every repeat-safe call.
@@ -608,7 +686,7 @@ class AiohttpExchange:
             for record in gone:
                 del self._by_loop[record.loop]
         for record in gone:
-            _abandon(record.session)
+            _abandon(record)
 
     async def send(self, out: Outgoing, deadline: Deadline, attempt: Attempt) -> Answer:
         """Send ``out`` and return the complete answer; raises only GatewayErrors."""
@@ -629,8 +707,8 @@ class AiohttpExchange:
         import aiohttp
 
         if self._lent is not None:
-            # Not our connector: guess reuse from its idle pool.
-            reused = bool(getattr(session.connector, "_conns", None))
+            # Not our connector: guess reuse from its idle pool for this host.
+            reused = _pooled_for(session, self._settings)
         else:
             _REUSED.set(False)
             reused = False
@@ -646,6 +724,7 @@ class AiohttpExchange:
                 allow_redirects=False,
                 timeout=timeout,
                 auto_decompress=False,
+                raise_for_status=False,  # a lent session's own setting must not hide the status
             ) as response:
                 answered = True
                 try:
@@ -661,12 +740,11 @@ class AiohttpExchange:
                 except BaseException:
                     response.close()  # never reuse a connection read short
                     raise
-                reason = response.reason or ""
         except Exception as exc:
             if not answered and (reused or _REUSED.get()) and _stale_kind(exc):
                 raise _StaleConnectionError(exc) from exc
             raise error_from(exc, attempt, answered=answered) from exc
-        return Answer(status, reason, () if status in _OK else tuple(head), body)
+        return Answer(status, event_reason(status), () if status in _OK else tuple(head), body)
 
     async def aclose(self) -> None:
         """Close our sessions (on this loop by awaiting, on closed loops by force)."""
@@ -682,7 +760,7 @@ class AiohttpExchange:
             if record.loop is running:
                 await record.guard.aclose()  # its finally closes the session
             elif record.loop.is_closed() or not record.loop.is_running():
-                _abandon(record.session)
+                _abandon(record)
             else:
                 # Still running in another thread: let it close there.
                 future = asyncio.run_coroutine_threadsafe(record.guard.aclose(), record.loop)
@@ -702,14 +780,33 @@ class AiohttpExchange:
             for record in records:
                 del self._by_loop[record.loop]
         for record in records:
-            _abandon(record.session)
+            _abandon(record)
 
 
-def _abandon(session: aiohttp.ClientSession) -> None:
-    # The session's loop is gone (or not running), so it cannot be awaited:
-    # close its sockets directly so that nothing stays open.
+def _pooled_for(session: aiohttp.ClientSession, settings: ConnectionSettings) -> bool:
+    # Whether the lent session holds an idle connection to our server (the
+    # next request would go on it); any other host's idle pool says nothing.
+    conns = getattr(session.connector, "_conns", None) or {}
+    host = settings.host.strip("[]")
+    return any(
+        getattr(key, "host", None) == host and getattr(key, "port", None) == settings.port
+        for key in conns
+    )
+
+
+def _abandon(record: _LoopSession) -> None:
+    """Close a session whose loop is not running, without awaiting on another loop."""
+    session, loop = record.session, record.loop
     if session.closed:
         return
+    if not loop.is_closed():
+        # Open but idle (run_until_complete between calls): run it once more
+        # to close the session properly, on its own loop.
+        try:
+            loop.run_until_complete(record.guard.aclose())
+            return
+        except RuntimeError:
+            pass  # another loop runs in this thread: abort below
     connector = session.connector
     protocols: list[Any] = []
     if connector is not None:
@@ -718,10 +815,15 @@ def _abandon(session: aiohttp.ClientSession) -> None:
         protocols.extend(getattr(connector, "_acquired", ()))
     for proto in protocols:
         transport = getattr(proto, "transport", None)
+        if not loop.is_closed() and transport is not None:
+            # The loop still owns the descriptor: let it unregister and close it.
+            transport.abort()
+            continue
+        # The loop is gone (its selector with it): close the socket itself.
         sock = getattr(transport, "_sock", None)
         if isinstance(sock, socket.socket):
             _close_quietly(sock)
-    # Mark both closed without touching the dead loop (and without their
+    # Mark both closed without touching the loop again (and without their
     # "Unclosed" warnings, which would now be false).
     if connector is not None:
         connector._closed = True

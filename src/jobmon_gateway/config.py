@@ -90,6 +90,8 @@ def _yaml_http_section(path: Path) -> dict[str, object]:
         raise ConfigurationError(f"cannot read {CONFIG_FILE_ENV}={path}: {exc}") from exc
     except yaml.YAMLError as exc:
         raise ConfigurationError(f"{CONFIG_FILE_ENV}={path} is not valid YAML: {exc}") from exc
+    except (RecursionError, MemoryError):
+        raise ConfigurationError(f"{CONFIG_FILE_ENV}={path} is nested too deeply") from None
     if document is None:
         return {}
     section = document.get("http") if isinstance(document, dict) else None
@@ -116,15 +118,22 @@ def _number(
         if kind is int and not number.is_integer():
             # 2.5 attempts is a mistake to report, not a number to round.
             raise ValueError
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigurationError(
             f"{ENV_PREFIX}{name.upper()} (or http.{name}) must be a number"
-            f"{' (whole)' if kind is int else ''}, got {raw!r}"
+            f"{' (whole)' if kind is int else ''}, got {_shown(raw)}"
         ) from None
     if not math.isfinite(number) or number < 0 or (number == 0 and not zero_ok):
         # retries_timeout=0 is Jobmon's own test setting: one attempt, then an error.
         need = "non-negative" if zero_ok else "positive"
         raise ConfigurationError(
-            f"{ENV_PREFIX}{name.upper()} (or http.{name}) must be {need}, got {raw!r}"
+            f"{ENV_PREFIX}{name.upper()} (or http.{name}) must be {need}, got {_shown(raw)}"
         )
     return float(number)
+
+
+def _shown(value: object) -> str:
+    # repr() of an int past 4,300 digits raises; a long value helps nobody.
+    if isinstance(value, int) and value.bit_length() > 128:
+        return "a huge int"
+    return repr(value)[:80]

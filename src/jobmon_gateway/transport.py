@@ -61,8 +61,10 @@ AsyncExchange = AiohttpExchange | AsyncHttpxExchange
 def _httpx_patched() -> tuple[bool, bool]:
     # A mocking library (pytest-httpx) patches httpx's own transports; then
     # the gateway must send through them for the mock to see its requests.
-    import httpx
-
+    # Nobody can have patched httpx without importing it: no import here.
+    httpx = sys.modules.get("httpx")
+    if httpx is None:
+        return False, False
     sync = getattr(httpx.HTTPTransport.handle_request, "__module__", "httpx._transports.default")
     async_ = getattr(
         httpx.AsyncHTTPTransport.handle_async_request, "__module__", "httpx._transports.default"
@@ -347,7 +349,12 @@ class Requester:
             if isinstance(verify, ssl.SSLContext):
                 self._ssl_context = verify
             elif isinstance(verify, str):
-                self._ssl_context = ssl.create_default_context(cafile=verify)
+                try:
+                    self._ssl_context = ssl.create_default_context(cafile=verify)
+                except (OSError, ssl.SSLError) as exc:
+                    raise ConfigurationError(
+                        f"verify={verify!r} is not a readable CA bundle ({type(exc).__name__})"
+                    ) from None
             else:
                 import certifi
 
@@ -398,6 +405,11 @@ class Requester:
         """
         owned = getattr(client, "jobmon_exchange", None)
         if owned is not None:
+            if getattr(client, "is_closed", False):
+                # A client this requester made and someone closed: refuse, as for a lent one.
+                raise InvalidRequestError(
+                    f"this {type(client).__name__} has been closed; make a new one"
+                )
             return owned  # type: ignore[no-any-return]
         limit = self._connection.max_response_bytes
         # Looked up, not imported: a client of a library nobody imported
