@@ -437,21 +437,23 @@ def watch_command(obj: _Context, workflow_id: int, interval: float) -> None:
     """Live progress bars by task status until every task is done (D) or failed (F)."""
     from .gateway import ServerGateway
 
-    with _expected_failures(obj):
-        # The run id is only used by run-level calls; watching needs none.
-        with ServerGateway(obj.requester(one_shot=False), workflow_id, 1) as gateway:
-            # An unknown workflow answers task_status_updates with no
-            # tasks rather than an error; ask for it by name first so it
-            # fails as "not found" instead of looking like an empty one.
-            metadata = gateway.get_workflow_metadata_sync()
-            obj.answered = True
-            tally = watch_workflow(
-                gateway,
-                obj.console,
-                interval=interval,
-                as_json=obj.as_json,
-                title=f"workflow {workflow_id} (dag {metadata.dag_id})",
-            )
+    # The run id is only used by run-level calls; watching needs none.
+    with (
+        _expected_failures(obj),
+        ServerGateway(obj.requester(one_shot=False), workflow_id, 1) as gateway,
+    ):
+        # An unknown workflow answers task_status_updates with no
+        # tasks rather than an error; ask for it by name first so it
+        # fails as "not found" instead of looking like an empty one.
+        metadata = gateway.get_workflow_metadata_sync()
+        obj.answered = True
+        tally = watch_workflow(
+            gateway,
+            obj.console,
+            interval=interval,
+            as_json=obj.as_json,
+            title=f"workflow {workflow_id} (dag {metadata.dag_id})",
+        )
     if not obj.as_json:
         counts = tally.counts()
         waiting = len(tally.status_of) - counts.get("D", 0) - counts.get("F", 0)

@@ -14,9 +14,7 @@ from __future__ import annotations
 import random
 import time
 from collections import defaultdict
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .gateway import ServerGateway
 from .models import TaskMetadata, TaskStatus, WorkflowRunStatus

@@ -21,9 +21,9 @@ if TYPE_CHECKING:
 __all__ = [
     "ACTIVE",
     "FINISHED",
-    "Follower",
     "PLAIN_EVERY",
     "STATUS_NAMES",
+    "Follower",
     "ProgressView",
     "StatusTally",
     "follow",
