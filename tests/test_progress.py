@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+
 from rich.console import Console
 
 from jobmon_gateway import TaskStatusUpdatesResponse
