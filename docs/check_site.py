@@ -184,7 +184,7 @@ class PageReport:
 
 
 class _PageParser(HTMLParser):
-    """Reads the article of a Material page: its visible text outside code blocks, its headings."""
+    """Reads the article of a Material page: its visible text outside code, its headings."""
 
     _HIDDEN = frozenset({"script", "style", "template", "noscript"})
 
@@ -194,6 +194,7 @@ class _PageParser(HTMLParser):
         self._article_depth = 0  # >0 while inside <article>
         self._hidden = 0
         self._pre = 0
+        self._code = 0
         self._heading: _Section | None = None
         self._headerlink = 0
         self._open: list[_Section] = []
@@ -209,6 +210,8 @@ class _PageParser(HTMLParser):
         elif tag == "pre":
             self._pre += 1
             self._content()
+        elif tag == "code":
+            self._code += 1
         elif tag in ("table", "img", "svg"):
             self._content()
         elif _HEADING.fullmatch(tag):
@@ -229,6 +232,8 @@ class _PageParser(HTMLParser):
             self._hidden -= 1
         elif tag == "pre" and self._pre:
             self._pre -= 1
+        elif tag == "code" and self._code:
+            self._code -= 1
         elif tag == "a" and self._headerlink:
             self._headerlink -= 1
         elif _HEADING.fullmatch(tag) and self._heading is not None:
@@ -244,7 +249,9 @@ class _PageParser(HTMLParser):
             if not self._headerlink:
                 self._heading.title += data
             return
-        if not self._pre:
+        # Code is left out: `[title][identifier]` in code is an example, not
+        # a leftover. A leftover's title in code still leaves "[][identifier]".
+        if not (self._pre or self._code):
             self.report.text.append(data)
         if data.strip():
             self._content()

@@ -62,7 +62,8 @@ def test_a_clean_hand_written_site_passes(tmp_path: Path) -> None:
     write_page(
         tmp_path,
         "",
-        "<h1>Home</h1><p>Text.</p><h2>Code</h2><pre><code>rows[0][name]</code></pre>",
+        "<h1>Home</h1><p>Text about <code>[title][identifier]</code>.</p>"
+        "<h2>Code</h2><pre><code>rows[0][name]</code></pre>",
     )
     write_page(tmp_path, "reference/gateway", '<h1>API</h1><div class="doc doc-object">x</div>')
     result = check_site("--site", str(tmp_path), "--no-browser")
@@ -86,7 +87,7 @@ def test_leftover_reference_markup_and_empty_sections_fail(tmp_path: Path) -> No
     assert result.returncode == 1
     failures = result.stderr.splitlines()[1:]
     assert [line.strip() for line in failures] == [
-        "/: unresolved reference markup [AiohttpTransport][jobmon_gateway.AiohttpTransport]",
+        "/: unresolved reference markup [][jobmon_gateway.AiohttpTransport]",
         "/: empty section h2 'Nothing here'",
         "reference/empty/: an API page that documents nothing",
     ]
