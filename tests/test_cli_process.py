@@ -260,3 +260,24 @@ def test_ctrl_c_in_a_60_column_terminal_leaves_each_bar_drawn_once() -> None:
     for label in ("D done", "Q queued", "G registering"):
         assert sum(line.startswith(label) for line in shown) <= 1, shown
     assert sum(line.startswith("G registering") for line in shown) == 1, shown
+
+
+def test_help_imports_neither_the_demo_nor_the_testing_kit_nor_the_progress_view() -> None:
+    # What --help loads is start-up time: these are loaded by the commands that use them.
+    probe = (
+        "import sys\n"
+        "from jobmon_gateway.cli import main\n"
+        "main(['--help'], standalone_mode=False)\n"
+        "lazy = ('jobmon_gateway.demo', 'jobmon_gateway.testing', 'jobmon_gateway.progress')\n"
+        "print(sorted(name for name in lazy if name in sys.modules))\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=True,
+        env=cli_env(),
+    )
+    assert completed.stdout.splitlines()[-1] == "[]"
+    assert "Usage: " in completed.stdout

@@ -272,13 +272,6 @@ class _Commands(click.Group):
             # click would print "Aborted!" and exit 1.
             _stopped()
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().main(*args, **kwargs)
-        except KeyboardInterrupt:
-            # Ctrl-C while click itself runs (parsing, --help), outside invoke.
-            _stopped()
-
 
 def _stopped() -> NoReturn:
     click.echo("stopped", err=True)
