@@ -547,6 +547,19 @@ def test_no_url_configured_exits_2(command: list[str], monkeypatch: pytest.Monke
     assert line == "error: no Jobmon server given: pass --url or set JOBMON__HTTP__SERVICE_URL"
 
 
+def test_a_config_file_without_a_url_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "jobmon.yaml"
+    config.write_text("http:\n  request_timeout: 5\n", encoding="utf-8")
+    monkeypatch.setenv("JOBMON__CONFIG_FILE", str(config))
+    line = assert_one_error_line(run("time"), 2)
+    assert line == (
+        "error: no Jobmon server given: pass --url or set JOBMON__HTTP__SERVICE_URL"
+        f" (or http.service_url in {config})"
+    )
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_connection_refused_names_host_port_and_url(command: list[str], dead_url: str) -> None:
     line = assert_one_error_line(run("--url", dead_url, *command), 1)

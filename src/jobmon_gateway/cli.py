@@ -60,6 +60,7 @@ STUCK_POLLS = 3
 
 SERVICE_URL_VARIABLE = "JOBMON__HTTP__SERVICE_URL"
 ROUTE_PREFIX_VARIABLE = "JOBMON__HTTP__ROUTE_PREFIX"
+CONFIG_FILE_VARIABLE = "JOBMON__CONFIG_FILE"
 
 
 class _Context:
@@ -102,16 +103,17 @@ class _Context:
             environ[SERVICE_URL_VARIABLE] = self.url
         if self.prefix is not None:
             environ[ROUTE_PREFIX_VARIABLE] = self.prefix
+        config_file = environ.get(CONFIG_FILE_VARIABLE)
+        missing = f"no Jobmon server given: pass --url or set {SERVICE_URL_VARIABLE}"
+        if not environ.get(SERVICE_URL_VARIABLE) and not config_file:
+            raise ConfigurationError(missing)
         try:
             requester = Requester.from_env(environ)
         except ConfigurationError as exc:
             if not str(exc).startswith("no Jobmon service URL"):
                 raise
-            config_file = environ.get("JOBMON__CONFIG_FILE")
-            raise ConfigurationError(
-                f"no Jobmon server given: pass --url or set {SERVICE_URL_VARIABLE}"
-                + (f" (or http.service_url in {config_file})" if config_file else "")
-            ) from exc
+            # The YAML file named no URL either.
+            raise ConfigurationError(f"{missing} (or http.service_url in {config_file})") from exc
         changes: dict[str, Any] = {}
         if self.retries_attempts is not None:
             changes["retries_attempts"] = self.retries_attempts
@@ -189,7 +191,7 @@ def _host_and_port(url: str) -> str:
     return f"{parts.hostname} port {port}"
 
 
-def describe(
+def _describe(
     error: GatewayError,
     base_url: str | None,
     *,
@@ -248,7 +250,7 @@ def _expected_failures(obj: _Context) -> Iterator[None]:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except GatewayError as exc:
-        line = describe(
+        line = _describe(
             exc, obj.base_url, route_prefix=obj.route_prefix, first_call=not obj.answered
         )
         click.echo(f"error: {line}", err=True)
