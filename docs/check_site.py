@@ -26,11 +26,13 @@ Three stages, each failing the run (exit 1) on any finding:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -430,26 +432,38 @@ def browse(chromium: str, site: Path, paths: list[str], timeout: float) -> list[
     )
     with (
         serve(site.resolve(), harness) as (base_url, handler),
-        tempfile.TemporaryDirectory(prefix="check-site-profile-") as profile,
+        # Chromium's helpers may still be writing the profile as it goes.
+        tempfile.TemporaryDirectory(
+            prefix="check-site-profile-", ignore_cleanup_errors=True
+        ) as profile,
     ):
         command = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
         browser = subprocess.Popen(  # noqa: S603 - a browser we located ourselves
             [*command, base_url.rstrip("/") + HARNESS_PATH],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # Its own process group: stopping it stops its renderer and GPU helpers too.
+            start_new_session=True,
         )
         try:
             if not handler.done.wait(timeout):
                 raise RuntimeError(f"chromium sent no findings within {timeout:g}s")
         finally:
-            browser.terminate()
-            try:
-                browser.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                browser.kill()
-                browser.wait()
+            _stop(browser)
     results: list[dict[str, Any]] = handler.received[0]
     return results
+
+
+def _stop(browser: subprocess.Popen[bytes]) -> None:
+    """Stop the browser we started and every helper process it started."""
+    for stop_signal in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(browser.pid, stop_signal)
+        try:
+            browser.wait(timeout=10)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def check_in_browser(chromium: str, site: Path, timeout: float) -> tuple[int, list[str]]:
