@@ -708,3 +708,27 @@ def test_schema_of_an_unknown_model_exits_2() -> None:
     line = assert_one_error_line(run("schema", "Nope"), 2)
     assert line.startswith("error: no response model Nope; one of: ")
     assert "HeartbeatResponse" in line
+
+
+def test_watch_rides_out_an_outage_longer_than_a_one_shot_budget(
+    server: FakeJobmonServer,
+    url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Four 503s: the fourth backoff wait (8 s or more) would take a one-shot
+    # command past its 10 s budget; watch keeps the configured 60 s.
+    for task in server.tasks.values():
+        task.status = "D"
+    monkeypatch.setenv("JOBMON__HTTP__RETRIES_ATTEMPTS", "6")
+    monkeypatch.setenv("JOBMON__HTTP__RETRIES_TIMEOUT", "60")
+    server.inject_fault(503, times=4, route="task_status_updates")
+    result = run("--url", url, "watch", "1")
+    assert_ok(result)
+    assert "finished: 9 done, 0 failed of 9 tasks" in result.stdout
+    retries = [
+        record
+        for record in caplog.records
+        if record.name == "jobmon_gateway" and record.getMessage().startswith("retrying POST")
+    ]
+    assert len(retries) == 4
