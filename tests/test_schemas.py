@@ -122,11 +122,12 @@ def test_module_command_writes_and_names_the_schemas(tmp_path: Path) -> None:
         assert str(tmp_path / "out" / name) in completed.stdout
 
 
-def test_module_command_requires_out() -> None:
+def test_module_command_without_out_prints_every_schema() -> None:
     completed = _run_module("schema")
 
-    assert completed.returncode == 2
-    assert "--out" in completed.stderr
+    assert completed.returncode == 0, completed.stderr
+    printed = json.loads(completed.stdout)
+    assert sorted(printed) == sorted(model.__name__ for model in RESPONSE_MODELS)
 
 
 # -- the schemas describe the wire -------------------------------------------------------
