@@ -114,6 +114,9 @@ class Case:
     # connection (an idle one expires after 4-5 s, and each side idles while the others run).
     prime: dict[str, Callable[[], object]] = field(default_factory=dict)
     samples: dict[str, list[float]] = field(default_factory=dict)
+    # The client process's CPU time per operation (user + system, this process only): the
+    # waits for a CPU that the other processes on the machine cause do not count in it.
+    cpu: dict[str, list[float]] = field(default_factory=dict)
     wire: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
 
     @property
@@ -699,6 +702,7 @@ def measure(
     memory: list[dict[str, Any]] = []
     for case in cases:
         case.samples = {side: [] for side in case.sides}
+        case.cpu = {side: [] for side in case.sides}
         case.wire = {side: [] for side in case.sides}
     for round_no in range(rounds):
         for case in cases:
@@ -711,11 +715,13 @@ def measure(
                         prime()
                     srv.reset()
                     gc.collect()
-                    start = time.perf_counter()
+                    start, cpu_start = time.perf_counter(), time.process_time()
                     batch()
                     elapsed = time.perf_counter() - start
+                    cpu = time.process_time() - cpu_start
                     stats = srv.stats()
                     case.samples[side].append(elapsed / case.ops * case.scale)
+                    case.cpu[side].append(cpu / case.ops * case.scale)
                     case.wire[side].append((stats["requests"], stats["connections"]))
         for side in memory_sides if round_no % 2 == 0 else memory_sides[::-1]:
             memory.append(run_memory_child(side, srv.url, bench.sizes))
@@ -778,6 +784,7 @@ def summarize(
     rows: list[list[str]] = []
     for case in cases:
         med = {side: statistics.median(case.samples[side]) for side in case.sides}
+        cpu = {side: statistics.median(case.cpu[side]) for side in case.sides}
         results.append(
             {
                 "key": case.key,
@@ -789,6 +796,10 @@ def summarize(
                 "goal_floor": case.goal_floor,
                 "ratio_base": _ratio(med, BASE),
                 "ratio_floor": _ratio(med, FLOOR),
+                "cpu_median": cpu,
+                "cpu_samples": case.cpu,
+                "cpu_ratio_base": _ratio(cpu, BASE),
+                "cpu_ratio_floor": _ratio(cpu, FLOOR),
                 "wire": {side: [list(pair) for pair in pairs] for side, pairs in case.wire.items()},
                 "why": case.why,
             }
@@ -846,6 +857,26 @@ def summarize(
             ]
         )
     return results, rows
+
+
+def cpu_rows(results: list[dict[str, Any]]) -> list[list[str]]:
+    rows: list[list[str]] = []
+    for result in results:
+        cpu = result.get("cpu_median")
+        if cpu is None:
+            continue
+        ratios = (result["cpu_ratio_base"], result["cpu_ratio_floor"])
+        rows.append(
+            [
+                result["title"],
+                result["unit"],
+                fmt(cpu[OURS]),
+                fmt(cpu.get(BASE)),
+                fmt(cpu.get(FLOOR)),
+                *("-" if ratio is None else f"{ratio:.2f}" for ratio in ratios),
+            ]
+        )
+    return rows
 
 
 def wire_rows(cases: list[Case], sizes: Sizes, quick: bool) -> tuple[list[list[str]], bool]:
@@ -971,6 +1002,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     print(table(headers, rows, right_from=2))
     print()
+    print(
+        table(
+            ["client CPU per op", "unit", OURS, BASE, FLOOR, "ours/base", "ours/floor"],
+            cpu_rows(results),
+            right_from=2,
+        )
+    )
+    print()
     wire, paging_ok = wire_rows(cases, sizes, args.quick)
     print(
         table(
@@ -994,7 +1033,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"\nunits: us/call and ms/op are medians over {rounds} round(s); a ratio is ours' median"
         " over the other's (lower is better); pairs: lowest-highest ratio of batches run"
-        f" back to back. total {total:.1f} s"
+        " back to back; client CPU: user + system time of this process (the server's and"
+        f" other processes' are not in it), medians. total {total:.1f} s"
     )
     missed = [
         r["title"]

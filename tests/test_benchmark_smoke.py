@@ -55,6 +55,7 @@ def run_quick(tmp_path: Path, *, without_msgspec: bool) -> tuple[str, dict[str, 
     assert "goal" in out
     assert "verdict" in out
     assert "requests (ours / base / floor)" in out
+    assert "client CPU per op" in out
     for row in ROWS:
         assert row in out
     assert "machine:" in out
