@@ -718,3 +718,29 @@ def test_a_closed_client_made_by_the_requester_is_refused() -> None:
         client.close()
         with pytest.raises(InvalidRequestError, match="closed"):
             req.send(routes.get_server_time(), client)
+
+
+def test_a_refused_call_says_its_request_never_reached_the_server() -> None:
+    import socket as socket_module
+
+    with socket_module.socket() as holder:
+        holder.bind(("127.0.0.1", 0))  # bound, never listening: refused
+        url = f"http://127.0.0.1:{holder.getsockname()[1]}"
+        for mode in MODES:
+            error, _ = failure(mode, requester(url, retries_attempts=2))
+            assert isinstance(error, RetryBudgetExhaustedError)
+            assert error.request_sent is False
+            assert error.last_error.request_sent is False
+
+
+def test_the_prefix_inside_a_jobmon_service_url_counts_as_a_versioned_server() -> None:
+    class JobmonRequester:  # duck-typed like jobmon.core.requester.Requester
+        service_url = "http://127.0.0.1:5000/api/v3"
+        request_timeout = 5
+        retries_attempts = 3
+        retries_timeout = 0
+
+    made = Requester.from_jobmon(JobmonRequester())
+    assert made.base_url == "http://127.0.0.1:5000/api/v3"
+    assert made.connection.repeat_safe_queueing is True
+    assert Requester("http://127.0.0.1:5000").connection.repeat_safe_queueing is False

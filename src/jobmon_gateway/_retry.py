@@ -57,6 +57,7 @@ class RetryCourse:
         "first",
         "last_answer",
         "policy",
+        "reached",
         "repeat_safe",
         "replayed",
         "replayed_wait",
@@ -86,6 +87,8 @@ class RetryCourse:
         self.sent = 0
         self.started = time.monotonic()
         self.last_answer: GatewayError | None = None
+        # Whether any request of the call may have reached the server.
+        self.reached = False
         # The first attempt's failure and the wait decided for it, until
         # stamina's loop replays it.
         self.first: tuple[GatewayError, float] | None = None
@@ -184,6 +187,7 @@ class RetryCourse:
             return False
         if exc.status is not None:
             self.last_answer = exc
+        self.reached = self.reached or exc.request_sent
         policy = self.policy
         if not (self.retry and exc.retryable and stamina.is_active()):
             return False
@@ -236,4 +240,5 @@ class RetryCourse:
             last_error=exc,
             answer=answer,
             attempts=self.sent,
+            request_sent=self.reached or exc.request_sent,
         )

@@ -191,7 +191,7 @@ def build_settings(
         # Servers mounted under a versioned prefix (3.4+) answer a repeated
         # queue_task_batch without a second task instance; 3.2 (routes at /)
         # adds one per repeat (measured in its database).
-        repeat_safe = prefix != ""
+        repeat_safe = (path + prefix) != ""  # Jobmon puts the prefix in service_url
     elif not isinstance(repeat_safe, bool):
         raise ConfigurationError(
             f"repeat_safe_queueing must be a bool or None, got {repeat_safe!r}"

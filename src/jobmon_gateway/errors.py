@@ -266,6 +266,7 @@ class RetryBudgetExhaustedError(GatewayError, RuntimeError):
         last_error: GatewayError,
         attempts: int,
         answer: GatewayError | None = None,
+        request_sent: bool | None = None,
     ) -> None:
         source = answer if answer is not None else last_error
         super().__init__(
@@ -279,5 +280,6 @@ class RetryBudgetExhaustedError(GatewayError, RuntimeError):
             attempts=attempts,
             url=last_error.url,
             retry_after=source.retry_after,
+            request_sent=last_error.request_sent if request_sent is None else request_sent,
         )
         self.last_error = last_error
