@@ -29,7 +29,6 @@ import json
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from enum import Enum
-from functools import lru_cache
 from typing import Annotated, Any, TypeVar
 
 import pydantic_core
@@ -121,9 +120,7 @@ def _status_letter(enum: type[_StatusT]) -> Callable[[object], object]:
 
     def to_member(value: object) -> object:
         # A letter a newer server adds must not fail the call: keep it as str.
-        if isinstance(value, str):
-            return known.get(value, value)
-        return value
+        return known.get(value, value) if type(value) is str else value
 
     return to_member
 
@@ -430,27 +427,40 @@ def _evaluate(text: str) -> tuple[Any, bool]:
     return value, flat
 
 
-_cached_literal = lru_cache(maxsize=1024)(_evaluate)
+_LITERAL_CACHE: dict[str, tuple[Any, bool]] = {}
+_LITERAL_CACHE_SIZE = 1024
 
 
 def _literal(text: str) -> tuple[Any, bool]:
+    hit = _LITERAL_CACHE.get(text)
+    if hit is not None:
+        return hit
+    parsed = _evaluate(text)
     if len(text) <= _LITERAL_CACHED_CHARS:
-        return _cached_literal(text)
-    return _evaluate(text)
+        if len(_LITERAL_CACHE) >= _LITERAL_CACHE_SIZE:
+            # Bounded: the few strings a workflow repeats fit many times over.
+            _LITERAL_CACHE.clear()
+        _LITERAL_CACHE[text] = parsed
+    return parsed
 
 
 def _python_literal(expected: type[dict[str, Any]] | type[list[Any]]) -> Callable[[Any], Any]:
     def parse(value: Any) -> Any:
-        if value is None or value == "None":
-            return expected()
-        if not isinstance(value, str):
-            return value
-        try:
+        if type(value) is str:
             # The same few strings repeat across thousands of rows: parse once.
-            parsed, flat = _literal(value)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
-            raise ValueError(f"not a Python literal ({exc}): {value[:80]!r}") from None
-        return parsed if flat else _fresh(parsed)
+            hit = _LITERAL_CACHE.get(value)
+            if hit is None:
+                if value == "None":
+                    return expected()
+                try:
+                    hit = _literal(value)
+                except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
+                    raise ValueError(f"not a Python literal ({exc}): {value[:80]!r}") from None
+            parsed, flat = hit
+            return parsed if flat else _fresh(parsed)
+        if value is None:
+            return expected()
+        return value
 
     return parse
 
