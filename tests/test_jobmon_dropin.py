@@ -51,7 +51,7 @@ def connections_to(port: int) -> int:
     return sum(
         1
         for conn in psutil.Process().net_connections(kind="tcp")
-        if conn.raddr and conn.raddr.port == port and conn.status == psutil.CONN_ESTABLISHED
+        if conn.raddr and conn.raddr.port == port
     )
 
 
@@ -83,7 +83,7 @@ def test_a_jobmon_requester_becomes_ours_with_the_prefix_inside_the_url() -> Non
 
 def test_a_requester_without_the_settings_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="request_timeout"):
-        dropin.ServerGateway(SimpleNamespace(service_url="http://127.0.0.1:1"), 1, 1)  # type: ignore[arg-type]
+        dropin.ServerGateway(SimpleNamespace(service_url="http://127.0.0.1:1"), 1, 1)
 
 
 def test_retries_timeout_zero_is_one_attempt_then_a_runtime_error(
