@@ -12,7 +12,6 @@ Every call has a sync twin named ``<call>_sync``.
 """
 
 from ._version import __version__
-from .aiohttp_transport import AiohttpTransport
 from .config import HttpSettings
 from .errors import (
     BadRequestError,
@@ -24,6 +23,7 @@ from .errors import (
     RateLimitedError,
     RequestTimeoutError,
     ResourceLockedError,
+    ResponseTooLargeError,
     RetryBudgetExhaustedError,
     ServerError,
     ServerStatusError,
@@ -55,6 +55,20 @@ from .routes import Call
 from .schemas import RESPONSE_MODELS, export_schemas
 from .transport import CLIENT_JOBMON_VERSION, Requester
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .aiohttp_transport import AiohttpTransport
+
+
+def __getattr__(name: str) -> object:
+    # AiohttpTransport is loaded on first use: importing aiohttp costs ~0.4 s,
+    # which `import jobmon_gateway` (and the CLI's --help) should not pay.
+    if name == "AiohttpTransport":
+        from .aiohttp_transport import AiohttpTransport
+
+        return AiohttpTransport
+    raise AttributeError(f"module 'jobmon_gateway' has no attribute {name!r}")
+
 __all__ = [
     "CLIENT_JOBMON_VERSION",
     "RESPONSE_MODELS",
@@ -74,6 +88,7 @@ __all__ = [
     "RequestTimeoutError",
     "Requester",
     "ResourceLockedError",
+    "ResponseTooLargeError",
     "RetryBudgetExhaustedError",
     "ServerError",
     "ServerErrorBody",

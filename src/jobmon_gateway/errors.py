@@ -17,6 +17,7 @@ level you care about::
     │   ├── RateLimitedError (429, retried)
     │   └── ServerError (5xx, retried)
     ├── InvalidResponseError                          a 2xx answer that does not validate
+    ├── ResponseTooLargeError                         the body passed max_response_bytes
     └── RetryBudgetExhaustedError (also RuntimeError) retries spent; ``last_error`` says why
 
 Each error carries the HTTP ``method`` and ``route`` of the call, the
@@ -26,6 +27,8 @@ requests sent for the call.
 """
 
 from __future__ import annotations
+
+import re
 
 __all__ = [
     "BadRequestError",
@@ -37,6 +40,7 @@ __all__ = [
     "RateLimitedError",
     "RequestTimeoutError",
     "ResourceLockedError",
+    "ResponseTooLargeError",
     "RetryBudgetExhaustedError",
     "ServerError",
     "ServerStatusError",
@@ -44,6 +48,35 @@ __all__ = [
     "UnprocessableEntityError",
     "WorkflowNotFoundError",
 ]
+
+MESSAGE_LIMIT = 1000
+"""Most characters of an error's message."""
+SERVER_MESSAGE_LIMIT = 500
+"""Most characters of the server's own message kept in an error."""
+
+# C0 and C1 controls, line and paragraph separators, bidi overrides.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str, limit: int) -> str:
+    """``text`` with control characters escaped and cut to ``limit`` characters.
+
+    What a server sends lands in ``str(error)`` and in log lines: a line
+    break or an ANSI escape there could forge a log record or repaint a
+    terminal, and a huge value would make every message huge.
+    """
+    if len(text) > limit * 4:
+        text = text[: limit * 4]
+    if _CONTROL.search(text):
+        text = _CONTROL.sub(_escape, text)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(
+        char, f"\\x{ord(char):02x}" if ord(char) < 256 else f"\\u{ord(char):04x}"
+    )
 
 
 class GatewayError(Exception):
@@ -66,7 +99,14 @@ class GatewayError(Exception):
         attempts: How many requests were sent for the call (0 when refused
             before sending).
         retry_after: Seconds the server asked us to wait (``Retry-After``), if any.
+        url: The full URL the request went to (scheme, host, port, prefix and
+            route; no query), or ``None`` when nothing was sent.
+        request_sent: ``False`` when the request surely never reached the
+            server (refused, no connection); a retry of any call is then safe.
         retryable: Whether this kind of failure is retried when retries are on.
+
+    Messages are at most 1,000 characters (the server's message 500) and
+    control characters in them are escaped, so an error is always one line.
     """
 
     retryable: bool = False
@@ -82,17 +122,30 @@ class GatewayError(Exception):
         server_error_type: str | None = None,
         body_excerpt: str | None = None,
         attempts: int = 0,
+        url: str | None = None,
+        retry_after: float | None = None,
+        request_sent: bool = True,
+        retryable: bool | None = None,
     ) -> None:
+        message = printable(message, MESSAGE_LIMIT)
         super().__init__(message)
         self.message = message
         self.method = method
         self.route = route
         self.status = status
-        self.server_message = server_message
-        self.server_error_type = server_error_type
-        self.body_excerpt = body_excerpt
+        self.server_message = (
+            None if server_message is None else printable(server_message, SERVER_MESSAGE_LIMIT)
+        )
+        self.server_error_type = (
+            None if server_error_type is None else printable(server_error_type, 200)
+        )
+        self.body_excerpt = None if body_excerpt is None else printable(body_excerpt, 500)
         self.attempts = attempts
-        self.retry_after: float | None = None
+        self.url = url
+        self.retry_after = retry_after
+        self.request_sent = request_sent
+        if retryable is not None:
+            self.retryable = retryable
 
     def __str__(self) -> str:
         parts = [self.message]
@@ -180,6 +233,14 @@ class ServerError(ServerStatusError):
     retryable = True
 
 
+class ResponseTooLargeError(GatewayError):
+    """The answer's body, decompressed, passed ``max_response_bytes``. Never retried.
+
+    The read stops at the limit, so a compression bomb or an endless body
+    costs at most that much memory.
+    """
+
+
 class InvalidResponseError(GatewayError):
     """A 2xx answer whose body is not what the route promises.
 
@@ -215,5 +276,7 @@ class RetryBudgetExhaustedError(GatewayError, RuntimeError):
             server_error_type=source.server_error_type,
             body_excerpt=source.body_excerpt,
             attempts=attempts,
+            url=last_error.url,
+            retry_after=source.retry_after,
         )
         self.last_error = last_error

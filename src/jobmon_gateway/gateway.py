@@ -7,9 +7,9 @@ import json
 from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import datetime
 from types import TracebackType
-from typing import TypeVar
+import threading
+from typing import TYPE_CHECKING, TypeVar
 
-import httpx
 from typing_extensions import Self
 
 from . import routes
@@ -26,7 +26,12 @@ from .models import (
     WorkflowRunStatus,
 )
 from .routes import Call, positive_id
-from .transport import Requester
+from ._exchange import AiohttpExchange, HttpxExchange, SocketExchange
+from .transport import AsyncExchange, Requester, SyncExchange
+
+if TYPE_CHECKING:
+    import aiohttp
+    import httpx
 
 __all__ = ["ServerGateway"]
 
@@ -34,43 +39,39 @@ T = TypeVar("T")
 
 
 class _Sessions:
-    """The gateway's httpx clients and which of them it must close."""
+    """The gateway's exchanges (one sync, one async) and which of them it must close."""
 
     def __init__(self, requester: Requester) -> None:
         self.requester = requester
-        self.async_client: httpx.AsyncClient | None = None
+        self.async_exchange: AsyncExchange | None = None
         self.owns_async = False
-        self.sync_client: httpx.Client | None = None
+        self.sync_exchange: SyncExchange | None = None
         self.owns_sync = False
-        # Owned async clients replaced by set_session; only an async close can end them.
-        self.retired: list[httpx.AsyncClient] = []
+        self.lent_async: object | None = None
+        # Owned async exchanges replaced by set_session; closed by close().
+        self.retired: list[AsyncExchange] = []
+        # Threads making their first sync call at once must share one client.
+        self.lock = threading.Lock()
 
-    def for_async(self) -> httpx.AsyncClient:
-        client = self.async_client
-        if client is not None and client.is_closed and not self.owns_async:
-            raise _closed_session("httpx.AsyncClient")
-        if client is None or client.is_closed:
-            client = self.async_client = self.requester.new_async_client()
-            self.owns_async = True
-        return client
+    def for_async(self) -> AsyncExchange:
+        exchange = self.async_exchange
+        if exchange is None:
+            with self.lock:
+                if self.async_exchange is None:
+                    self.async_exchange = self.requester.new_async_exchange()
+                    self.owns_async = True
+                exchange = self.async_exchange
+        return exchange
 
-    def for_sync(self) -> httpx.Client:
-        client = self.sync_client
-        if client is not None and client.is_closed and not self.owns_sync:
-            raise _closed_session("httpx.Client")
-        if client is None or client.is_closed:
-            client = self.sync_client = self.requester.new_client()
-            self.owns_sync = True
-        return client
-
-
-def _closed_session(kind: str) -> InvalidRequestError:
-    # Quietly swapping in a client of our own would drop the caller's
-    # settings (auth, proxies, limits); httpx itself would raise a bare
-    # RuntimeError. Say what happened instead.
-    return InvalidRequestError(
-        f"the {kind} given to set_session() has been closed; hand in an open one"
-    )
+    def for_sync(self) -> SyncExchange:
+        exchange = self.sync_exchange
+        if exchange is None:
+            with self.lock:
+                if self.sync_exchange is None:
+                    self.sync_exchange = self.requester.new_exchange()
+                    self.owns_sync = True
+                exchange = self.sync_exchange
+        return exchange
 
 
 class ServerGateway:
@@ -80,11 +81,14 @@ class ServerGateway:
     ``gateway.log_heartbeat_sync(...)``. Both go through the same
     :class:`~jobmon_gateway.Requester`, so they build, retry and decode alike.
 
-    The gateway opens a pooled ``httpx.AsyncClient`` / ``httpx.Client`` the
-    first time it needs one and closes them in :meth:`close` /
-    :meth:`close_sync` (or on leaving ``async with`` / ``with``). A client
-    handed in with :meth:`set_session` belongs to the caller and is never
-    closed by the gateway.
+    The gateway opens its own pooled connections the first time it needs
+    them (an aiohttp session per event loop for the async calls, closed
+    when that loop shuts down; deadline-bound sockets for the sync ones) and
+    closes them in :meth:`close` / :meth:`close_sync` (or on leaving
+    ``async with`` / ``with``). It is safe to use from several threads and
+    from successive event loops (``asyncio.run`` per call). A client handed
+    in with :meth:`set_session` belongs to the caller and is never closed
+    by the gateway.
 
     Args:
         requester: Connection settings and the transport.
@@ -143,48 +147,68 @@ class ServerGateway:
 
     # -- sessions ---------------------------------------------------------------
 
-    def set_session(self, client: httpx.AsyncClient | httpx.Client) -> None:
+    def set_session(
+        self, client: httpx.AsyncClient | httpx.Client | aiohttp.ClientSession
+    ) -> None:
         """Use a caller-owned client for the async (or sync) calls; it is never closed here.
 
+        Takes an ``httpx.AsyncClient`` or an ``aiohttp.ClientSession`` for
+        the async calls, an ``httpx.Client`` for the sync ones. The client's
+        own settings (auth, cookies, proxies) apply; the deadline, the size
+        limit and the retries stay the requester's. A closed client is not
+        replaced: the next call raises :class:`InvalidRequestError`.
+
         Raises:
-            InvalidRequestError: ``client`` is neither an ``httpx.AsyncClient``
-                nor an ``httpx.Client``.
+            InvalidRequestError: ``client`` is none of those.
         """
         sessions = self._sessions
-        if isinstance(client, httpx.AsyncClient):
-            if sessions.owns_async and sessions.async_client is not None:
-                sessions.retired.append(sessions.async_client)
-            sessions.async_client, sessions.owns_async = client, False
-        elif isinstance(client, httpx.Client):
-            if sessions.owns_sync and sessions.sync_client is not None:
-                sessions.sync_client.close()
-            sessions.sync_client, sessions.owns_sync = client, False
-        else:
-            raise InvalidRequestError(
-                f"set_session takes an httpx.AsyncClient or httpx.Client,"
-                f" got {type(client).__name__}"
-            )
+        exchange = self.requester.lend_exchange(client)
+        if isinstance(exchange, SocketExchange | HttpxExchange):
+            with sessions.lock:
+                if sessions.owns_sync and sessions.sync_exchange is not None:
+                    sessions.sync_exchange.close()
+                sessions.sync_exchange, sessions.owns_sync = exchange, False
+            return
+        with sessions.lock:
+            if sessions.owns_async and sessions.async_exchange is not None:
+                sessions.retired.append(sessions.async_exchange)
+            sessions.async_exchange, sessions.owns_async = exchange, False
+            sessions.lent_async = client
 
     async def close(self) -> None:
-        """Close the clients this gateway opened (async and sync); borrowed ones stay open."""
+        """Close what this gateway opened (async and sync); borrowed clients stay open.
+
+        Sessions it opened on event loops that have since closed are closed too.
+        """
         sessions = self._sessions
-        retired, sessions.retired = sessions.retired, []
-        for client in retired:
-            await client.aclose()
-        if sessions.owns_async and sessions.async_client is not None:
-            await sessions.async_client.aclose()
-            sessions.async_client, sessions.owns_async = None, False
+        with sessions.lock:
+            retired, sessions.retired = sessions.retired, []
+            owned = sessions.async_exchange if sessions.owns_async else None
+            if owned is not None:
+                sessions.async_exchange, sessions.owns_async = None, False
+        for exchange in [*retired, *([owned] if owned is not None else [])]:
+            await exchange.aclose()
         self.close_sync()
 
     def close_sync(self) -> None:
-        """Close the sync client this gateway opened; a borrowed one stays open.
+        """Close the sync connections this gateway opened; a borrowed client stays open.
 
-        An async client the gateway opened needs :meth:`close`.
+        Async sessions it opened on event loops that are closed (or no longer
+        running) are closed as well; one on a running loop needs :meth:`close`.
         """
         sessions = self._sessions
-        if sessions.owns_sync and sessions.sync_client is not None:
-            sessions.sync_client.close()
-            sessions.sync_client, sessions.owns_sync = None, False
+        with sessions.lock:
+            owned = sessions.sync_exchange if sessions.owns_sync else None
+            if owned is not None:
+                sessions.sync_exchange, sessions.owns_sync = None, False
+            abandoned = [*sessions.retired]
+            if sessions.owns_async and sessions.async_exchange is not None:
+                abandoned.append(sessions.async_exchange)
+        if owned is not None:
+            owned.close()
+        for exchange in abandoned:
+            if isinstance(exchange, AiohttpExchange):
+                exchange.close_abandoned()
 
     async def __aenter__(self) -> Self:
         return self

@@ -45,6 +45,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
+import pydantic_core
 from pydantic_core import CoreSchema
 
 __all__ = [
@@ -228,10 +229,25 @@ class StatusUpdateResponse(_Response):
 
 
 class TerminateTaskInstancesResponse(_Response):
-    """Answer to ``terminate_task_instances``."""
+    """Answer to ``terminate_task_instances``.
+
+    A 3.2 server answers ``null`` after doing the work: then
+    ``workflow_run_id`` is the run the call named and ``num_terminated`` is
+    ``None`` (the server did not say how many).
+    """
 
     workflow_run_id: int = Field(description="The workflow run whose task instances were ended.")
-    num_terminated: int = Field(description="How many task instances were set to terminate.")
+    num_terminated: int | None = Field(
+        description="How many task instances were set to terminate; null when the server"
+        " did not say (3.2 answers null after doing the work)."
+    )
+
+    @classmethod
+    def from_answer(cls, content: bytes, workflow_run_id: int) -> TerminateTaskInstancesResponse:
+        """Decode the answer's bytes; ``null`` (3.2) gives ``num_terminated=None``."""
+        if content.strip() == b"null":
+            return cls(workflow_run_id=workflow_run_id, num_terminated=None)
+        return cls.model_validate_json(content)
 
 
 TaskIdsByStatus = dict[TaskStatusLetter, list[int]]
@@ -334,7 +350,8 @@ class WorkflowMetadataResponse(_Response):
                 return {"workflow": None}
             if len(row) != 3:
                 raise ValueError(
-                    f"workflow must be [workflow_id, dag_id, max_concurrently_running], got {row!r}"
+                    "workflow must be [workflow_id, dag_id, max_concurrently_running],"
+                    f" got a list of {len(row)}"
                 )
             return {"workflow": dict(zip(_WORKFLOW_ROW_FIELDS, row, strict=True))}
         return data
@@ -356,15 +373,51 @@ def _fresh(value: Any) -> Any:
 
 _SCALARS = (str, int, float, bool, bytes, complex, type(None))
 
+LITERAL_MAX_CHARS = 64 * 1024
+"""Longest Python-literal string parsed (resource fields are a few dozen characters)."""
+LITERAL_MAX_NODES = 10_000
+"""Most syntax nodes in one literal."""
+LITERAL_MAX_KEYS = 1_000
+"""Most members of one dict or set in a literal: hashing them is quadratic at worst."""
+_LITERAL_CACHED_CHARS = 256
+"""Only literals this short are cached: the usual few strings repeated across rows."""
 
-@lru_cache(maxsize=4096)
-def _literal(text: str) -> tuple[Any, bool]:
-    value = ast.literal_eval(text)
+
+def _literal_tree(text: str) -> ast.Expression:
+    # Parsed and inspected before it is evaluated, so that parsing costs at
+    # most linear time and memory in its bounded length: a huge or deeply
+    # nested literal, or a set of colliding ints, is refused first.
+    if len(text) > LITERAL_MAX_CHARS:
+        raise ValueError(f"longer than {LITERAL_MAX_CHARS} characters")
+    tree = ast.parse(text, mode="eval")
+    nodes = 0
+    for node in ast.walk(tree):
+        nodes += 1
+        if nodes > LITERAL_MAX_NODES:
+            raise ValueError(f"more than {LITERAL_MAX_NODES} items")
+        if isinstance(node, ast.Dict) and len(node.keys) > LITERAL_MAX_KEYS:
+            raise ValueError(f"a dict of more than {LITERAL_MAX_KEYS} keys")
+        if isinstance(node, ast.Set) and len(node.elts) > LITERAL_MAX_KEYS:
+            raise ValueError(f"a set of more than {LITERAL_MAX_KEYS} members")
+    return tree
+
+
+def _evaluate(text: str) -> tuple[Any, bool]:
+    value = ast.literal_eval(_literal_tree(text))
     # pydantic validates the dict or list into a new one anyway, so a flat
     # value (the usual {'memory': 0.5}) can be handed over as it is.
     items = value.values() if isinstance(value, dict) else value
     flat = isinstance(value, dict | list) and all(isinstance(item, _SCALARS) for item in items)
     return value, flat
+
+
+_cached_literal = lru_cache(maxsize=1024)(_evaluate)
+
+
+def _literal(text: str) -> tuple[Any, bool]:
+    if len(text) <= _LITERAL_CACHED_CHARS:
+        return _cached_literal(text)
+    return _evaluate(text)
 
 
 def _python_literal(expected: type[dict[str, Any]] | type[list[Any]]) -> Callable[[Any], Any]:
@@ -377,7 +430,7 @@ def _python_literal(expected: type[dict[str, Any]] | type[list[Any]]) -> Callabl
             # The same few strings repeat across thousands of rows: parse once.
             parsed, flat = _literal(value)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
-            raise ValueError(f"not a Python literal: {value[:80]!r}") from exc
+            raise ValueError(f"not a Python literal ({exc}): {value[:80]!r}") from None
         return parsed if flat else _fresh(parsed)
 
     return parse
@@ -420,8 +473,15 @@ _TASK_ROW_FIELDS = (
 )
 
 
-TaskId = Annotated[int, Field(gt=0)]
-"""A task id: a positive int (on the wire, a string key such as ``"11"``)."""
+MAX_ID = 2**63 - 1
+"""The largest id a database BIGINT holds; bigger "ids" are refused.
+
+It also bounds how many int keys can share a hash (ints equal modulo
+2**61 - 1 do), so a crafted map of ids cannot make building a dict quadratic.
+"""
+
+TaskId = Annotated[int, Field(gt=0, le=MAX_ID)]
+"""A task id: a positive int up to 2**63 - 1 (on the wire, a string key such as ``"11"``)."""
 
 
 class TaskMetadata(_Response):
@@ -575,12 +635,17 @@ class ServerErrorBody(BaseModel):
 
     @classmethod
     def _from_body(cls, content: bytes) -> ServerErrorBody:
-        text = content.decode("utf-8", errors="replace").strip()
+        # Only the start of a body is read: a message is at most 500
+        # characters, and a huge or deeply nested body must cost nothing.
+        text = content[:_ERROR_BODY_READ].decode("utf-8", errors="replace").strip()
         if not text:
             return cls()
         try:
-            envelope = json.loads(text)
+            # pydantic-core's parser has a nesting limit (json's recursion would not).
+            envelope = pydantic_core.from_json(text) if len(content) <= _ERROR_BODY_READ else None
         except ValueError:
+            return cls(message=_plain_text(text))
+        if envelope is None:
             return cls(message=_plain_text(text))
         if isinstance(envelope, dict):
             error = envelope.get("error")
@@ -598,6 +663,9 @@ class ServerErrorBody(BaseModel):
             if isinstance(detail, list):
                 return cls(message="; ".join(_validation_item(item) for item in detail))
         return cls(message=text[:500])
+
+
+_ERROR_BODY_READ = 64 * 1024
 
 
 def _exception_type(value: object) -> str | None:

@@ -55,6 +55,11 @@ class Call(Generic[T]):
             that does not fit, or a :class:`~jobmon_gateway.GatewayError`.
         query: Query parameters (the message of a GET).
         body: JSON body (the message of a POST or PUT).
+        repeat_safe: Whether sending it twice has the effect of sending it
+            once on every server. ``False`` for ``queue_task_batch``: a 3.2
+            server adds a task instance per repeat, so it is resent only
+            where the request surely never reached the server, unless the
+            requester knows the server to be repeat-safe.
     """
 
     method: HttpMethod
@@ -62,6 +67,7 @@ class Call(Generic[T]):
     decode: Callable[[bytes], T]
     query: Mapping[str, str | int | float] = field(default_factory=dict)
     body: Mapping[str, Any] | None = None
+    repeat_safe: bool = True
 
 
 # ---------------------------------------------------------------------------
@@ -194,12 +200,12 @@ def update_status(
 def terminate_task_instances(workflow_run_id: int) -> Call[TerminateTaskInstancesResponse]:
     """PUT ``/workflow_run/{wfr}/terminate_task_instances``."""
     run = positive_id("workflow_run_id", workflow_run_id)
-    return Call(
-        "PUT",
-        f"/workflow_run/{run}/terminate_task_instances",
-        TerminateTaskInstancesResponse.model_validate_json,
-        body={},
-    )
+
+    def decode(content: bytes) -> TerminateTaskInstancesResponse:
+        # 3.2 answers `null` after doing the work: the run is ours, the count unknown.
+        return TerminateTaskInstancesResponse.from_answer(content, run)
+
+    return Call("PUT", f"/workflow_run/{run}/terminate_task_instances", decode, body={})
 
 
 def _nothing(content: bytes) -> None:
@@ -265,7 +271,7 @@ def queue_task_batch(
     workflow_run_id: int,
     cluster_id: int,
 ) -> Call[QueueResponse]:
-    """POST ``/array/{array_id}/queue_task_batch`` (safe to repeat)."""
+    """POST ``/array/{array_id}/queue_task_batch`` (repeat-safe on 3.4+ servers only)."""
     array = positive_id("array_id", array_id)
     return Call(
         "POST",
@@ -277,6 +283,7 @@ def queue_task_batch(
             "workflow_run_id": positive_id("workflow_run_id", workflow_run_id),
             "cluster_id": positive_id("cluster_id", cluster_id),
         },
+        repeat_safe=False,
     )
 
 

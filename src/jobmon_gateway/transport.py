@@ -1,53 +1,42 @@
-"""The one transport: build a request, send it (sync or async), retry, decode.
+"""Requester: the settings of a connection, and the sending of calls, sync and async.
 
-:class:`Requester` holds the connection settings and everything that does no
-I/O: URL joining, headers, timeouts, turning an answer into a result or an
-error, and deciding what is retried. Only :meth:`Requester.send` and
-:meth:`Requester.send_async` touch the network, and they differ in nothing
-but ``await``.
+:class:`Requester` holds frozen settings (:mod:`._settings`) and does no I/O
+itself. :meth:`Requester.send` and :meth:`Requester.send_async` hand a call
+to the client's exchange (:mod:`._exchange`) under one retry course
+(:mod:`._retry`), and turn the answer into a result (:mod:`._answers`);
+they differ in nothing but ``await``.
 """
 
 from __future__ import annotations
 
-import email.utils
-import gc
 import json
 import logging
-import math
 import os
-import random
-import re
 import ssl
-import time
+import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, Union
 from urllib.parse import urlencode
 
-import httpx
-import stamina
-
-from ._version import __version__
-from .aiohttp_transport import AiohttpTransport
-from .config import HttpSettings
-from .errors import (
-    BadRequestError,
-    ConfigurationError,
-    GatewayError,
-    InvalidResponseError,
-    NotFoundError,
-    RateLimitedError,
-    RequestTimeoutError,
-    ResourceLockedError,
-    RetryBudgetExhaustedError,
-    ServerError,
-    ServerStatusError,
-    TransportError,
-    UnprocessableEntityError,
+from ._answers import Answer, Attempt, result_of
+from ._exchange import (
+    AiohttpExchange,
+    AsyncHttpxExchange,
+    HttpxExchange,
+    Outgoing,
+    SocketExchange,
 )
-from .models import ServerErrorBody
+from ._reader import Deadline
+from ._retry import RetryCourse
+from ._settings import DEFAULTS, ConnectionSettings, RetryPolicy, build_settings
+from ._version import __version__
+from .config import HttpSettings
+from .errors import ConfigurationError, InvalidRequestError
 from .routes import Call
+
+if TYPE_CHECKING:
+    import aiohttp
+    import httpx
 
 __all__ = ["CLIENT_JOBMON_VERSION", "Requester"]
 
@@ -55,7 +44,7 @@ T = TypeVar("T")
 
 logger = logging.getLogger("jobmon_gateway")
 
-CLIENT_JOBMON_VERSION = "3.6.0"
+CLIENT_JOBMON_VERSION: str = DEFAULTS["client_jobmon_version"]
 """The Jobmon version we announce in ``client_jobmon_version``.
 
 The server picks wire formats by it: above 3.4.23 it sends downstream node
@@ -65,80 +54,20 @@ speak, not this package's own version.
 
 _JSON = json.JSONEncoder(separators=(",", ":"))
 
-EXCERPT_LIMIT = 500
-"""Most characters of a body kept in an error."""
-
-_STATUS_ERRORS: dict[int, type[ServerStatusError]] = {
-    400: BadRequestError,
-    404: NotFoundError,
-    422: UnprocessableEntityError,
-    423: ResourceLockedError,
-    429: RateLimitedError,
-}
-
-# A reused keep-alive connection the server dropped (uvicorn does after every
-# 500) fails like this; it says nothing about the server's health.
-_STALE_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
-# Failures that no retry can mend: they are about our request, not the network.
-_NOT_RETRYABLE_TRANSPORT = (
-    httpx.LocalProtocolError,
-    httpx.UnsupportedProtocol,
-    httpx.ProxyError,
-    httpx.DecodingError,
-    httpx.TooManyRedirects,
-)
+SyncExchange = Union[SocketExchange, HttpxExchange]
+AsyncExchange = Union[AiohttpExchange, AsyncHttpxExchange]
 
 
-class _OverdueError(Exception):
-    """The answer trickled in for longer than ``request_timeout``."""
+def _httpx_patched() -> tuple[bool, bool]:
+    # A mocking library (pytest-httpx) patches httpx's own transports; then
+    # the gateway must send through them for the mock to see its requests.
+    import httpx
 
-
-_Headers = httpx.Headers | list[tuple[str, str]]
-
-
-def _header(headers: _Headers, name: str) -> str | None:
-    if isinstance(headers, httpx.Headers):
-        found: str | None = headers.get(name)
-        return found
-    for key, value in headers:
-        if key.lower() == name:
-            return value
-    return None
-
-
-@dataclass(frozen=True)
-class _Outgoing:
-    """One call's request, built once and resent as is on every retry."""
-
-    method: str
-    url: str
-    headers: Mapping[str, str]
-    body: bytes | None
-
-    def request(self, timeout: httpx.Timeout) -> httpx.Request:
-        return httpx.Request(
-            self.method,
-            self.url,
-            headers=self.headers,
-            content=self.body,
-            extensions={"timeout": timeout.as_dict()},
-        )
-
-
-class _OwnedClient(httpx.Client):
-    """A client this requester made; its requests go straight to the transport."""
-
-    def __init__(self, transport: httpx.BaseTransport, **options: Any) -> None:
-        super().__init__(transport=transport, **options)
-        self.jobmon_transport = transport
-
-
-class _OwnedAsyncClient(httpx.AsyncClient):
-    """An async client this requester made; its requests go straight to the transport."""
-
-    def __init__(self, transport: httpx.AsyncBaseTransport, **options: Any) -> None:
-        super().__init__(transport=transport, **options)
-        self.jobmon_transport = transport
+    sync = getattr(httpx.HTTPTransport.handle_request, "__module__", "httpx._transports.default")
+    async_ = getattr(
+        httpx.AsyncHTTPTransport.handle_async_request, "__module__", "httpx._transports.default"
+    )
+    return not sync.startswith("httpx"), not async_.startswith("httpx")
 
 
 class Requester:
@@ -146,9 +75,13 @@ class Requester:
 
     One ``Requester`` can serve any number of gateways; it holds no
     connections itself. The base URL is ``service_url + route_prefix``.
+    Its settings are frozen: :meth:`with_options` makes a changed copy.
 
     Args:
-        service_url: Scheme, host and port, e.g. ``"http://jobmon.example.org:5000"``.
+        service_url: Scheme, host and port, e.g. ``"http://jobmon.example.org:5000"``;
+            it may carry a path (Jobmon's own configuration puts the route
+            prefix there). A user name or password in it is refused: pass
+            credentials as ``headers={"Authorization": ...}``.
         route_prefix: Where the API is mounted: ``"/api/v3"`` for servers 3.4+,
             ``""`` (the default here) for 3.2. :meth:`from_env` defaults to
             ``"/api/v3"`` like the reference client.
@@ -156,25 +89,31 @@ class Requester:
             last byte of the answer (a trickling answer is cut off too).
         retries_attempts: Most requests sent for one call, the first included.
         retries_timeout: Most seconds one call may spend across its retries;
-            a wait that would overrun it is not started.
+            a wait that would overrun it is not started. ``0`` is Jobmon's
+            reading: one attempt, then :class:`~jobmon_gateway.RetryBudgetExhaustedError`.
         wait_initial: First backoff wait in seconds.
         wait_max: Longest backoff wait in seconds.
         wait_jitter: Up to this many random seconds are added to each wait.
         wait_exp_base: Growth factor of the backoff.
         retry_after_max: Longest ``Retry-After`` honoured, in seconds.
+        max_response_bytes: Most bytes of an answer's body, after
+            decompression (default 128 MiB); a bigger one raises
+            :class:`~jobmon_gateway.ResponseTooLargeError` and is not read further.
         verify: TLS verification: ``True`` (default, system CAs), a path to a
             CA bundle, or an :class:`ssl.SSLContext`. ``False`` turns it off
             and logs a warning each time a client is made.
         headers: Extra headers for every request (e.g. ``Authorization``);
             they never appear in errors or logs.
         client_jobmon_version: The Jobmon version announced to the server.
-        transport: An httpx transport for the clients this requester makes
-            (e.g. :class:`jobmon_gateway.testing.FakeJobmonServer`'s). Each
-            client closes it when it closes; httpx's and aiohttp's transports
-            reopen on their next request, so one transport serves many gateways.
-        async_transport: The async counterpart of ``transport``; without one,
-            async clients send through :class:`~jobmon_gateway.AiohttpTransport`.
-        limits: Connection-pool limits for the clients this requester makes.
+        transport: An httpx transport for the sync clients this requester
+            makes (e.g. :class:`jobmon_gateway.testing.FakeJobmonServer`'s).
+        async_transport: The async counterpart of ``transport``.
+        limits: Connection-pool limits (``httpx.Limits``); idle connections
+            are never kept longer than 4 s (below uvicorn's 5 s keep-alive).
+        repeat_safe_queueing: Whether ``queue_task_batch`` may be resent
+            after it may have reached the server. ``None`` (default): yes
+            under a route prefix (3.4+ servers create no second task instance
+            on a repeat), no at ``""`` (3.2 adds one per repeat).
 
     Raises:
         ConfigurationError: a setting is malformed.
@@ -190,48 +129,25 @@ class Requester:
         self,
         service_url: str,
         *,
-        route_prefix: str = "",
-        request_timeout: float = 20.0,
-        retries_attempts: int = 10,
-        retries_timeout: float = 300.0,
-        wait_initial: float = 1.0,
-        wait_max: float = 30.0,
-        wait_jitter: float = 1.0,
-        wait_exp_base: float = 2.0,
-        retry_after_max: float = 60.0,
-        verify: bool | str | ssl.SSLContext = True,
-        headers: Mapping[str, str] | None = None,
-        client_jobmon_version: str = CLIENT_JOBMON_VERSION,
+        route_prefix: str = DEFAULTS["route_prefix"],
+        request_timeout: float = DEFAULTS["request_timeout"],
+        retries_attempts: int = DEFAULTS["retries_attempts"],
+        retries_timeout: float = DEFAULTS["retries_timeout"],
+        wait_initial: float = DEFAULTS["wait_initial"],
+        wait_max: float = DEFAULTS["wait_max"],
+        wait_jitter: float = DEFAULTS["wait_jitter"],
+        wait_exp_base: float = DEFAULTS["wait_exp_base"],
+        retry_after_max: float = DEFAULTS["retry_after_max"],
+        max_response_bytes: int = DEFAULTS["max_response_bytes"],
+        verify: bool | str | ssl.SSLContext = DEFAULTS["verify"],
+        headers: Mapping[str, str] | None = DEFAULTS["headers"],
+        client_jobmon_version: str = DEFAULTS["client_jobmon_version"],
         transport: httpx.BaseTransport | None = None,
         async_transport: httpx.AsyncBaseTransport | None = None,
         limits: httpx.Limits | None = None,
+        repeat_safe_queueing: bool | None = None,
     ) -> None:
-        if not isinstance(service_url, str) or not service_url.startswith(("http://", "https://")):
-            raise ConfigurationError(
-                f"service_url must be an http:// or https:// URL, got {service_url!r}"
-            )
-        if not isinstance(route_prefix, str):
-            raise ConfigurationError(f"route_prefix must be a str, got {route_prefix!r}")
-        for name, value in (
-            ("request_timeout", request_timeout),
-            ("retries_timeout", retries_timeout),
-            ("wait_exp_base", wait_exp_base),
-        ):
-            _require_number(name, value, positive=True)
-        for name, value in (
-            ("wait_initial", wait_initial),
-            ("wait_max", wait_max),
-            ("wait_jitter", wait_jitter),
-            ("retry_after_max", retry_after_max),
-        ):
-            _require_number(name, value, positive=False)
-        if isinstance(retries_attempts, bool) or not isinstance(retries_attempts, int):
-            raise ConfigurationError(f"retries_attempts must be an int, got {retries_attempts!r}")
-        if retries_attempts < 1:
-            raise ConfigurationError(f"retries_attempts must be >= 1, got {retries_attempts}")
-        for header, text in (headers or {}).items():
-            _require_header(header, text)
-        self._options: dict[str, Any] = {
+        options: dict[str, Any] = {
             "route_prefix": route_prefix,
             "request_timeout": request_timeout,
             "retries_attempts": retries_attempts,
@@ -241,37 +157,25 @@ class Requester:
             "wait_jitter": wait_jitter,
             "wait_exp_base": wait_exp_base,
             "retry_after_max": retry_after_max,
+            "max_response_bytes": max_response_bytes,
             "verify": verify,
-            "headers": headers,
+            "headers": None if headers is None else dict(headers),
             "client_jobmon_version": client_jobmon_version,
             "transport": transport,
             "async_transport": async_transport,
             "limits": limits,
+            "repeat_safe_queueing": repeat_safe_queueing,
         }
-        self.service_url = service_url.rstrip("/")
-        prefix = route_prefix.strip("/")
-        self.route_prefix = f"/{prefix}" if prefix else ""
-        self.base_url = self.service_url + self.route_prefix
-        self.request_timeout = float(request_timeout)
-        self.retries_attempts = retries_attempts
-        self.retries_timeout = float(retries_timeout)
-        self.wait_initial = float(wait_initial)
-        self.wait_max = float(wait_max)
-        self.wait_jitter = float(wait_jitter)
-        self.wait_exp_base = float(wait_exp_base)
-        self.retry_after_max = float(retry_after_max)
-        self.client_jobmon_version = client_jobmon_version
-        self._verify = verify
-        self._ssl_context: ssl.SSLContext | None = None
+        self._connection, self._policy = build_settings(service_url, options)
+        self._options = options
+        self._service_url_given = service_url
         self._transport = transport
         self._async_transport = async_transport
-        self._limits = (
-            limits
-            if limits is not None
-            else httpx.Limits(max_connections=100, max_keepalive_connections=20)
-        )
-        self._timeout = httpx.Timeout(self.request_timeout)
+        self._ssl_context: ssl.SSLContext | None = None
+        prefix = self._connection.target_prefix
         self._version_query = urlencode({"client_jobmon_version": client_jobmon_version})
+        self._base_url = self._connection.base_url
+        self._target_prefix = prefix
         self._last_merge: tuple[Mapping[str, str], dict[str, str]] | None = None
         # Built once: every request carries them, GET included (3.2 answers a
         # GET without Content-Type with a 500).
@@ -281,7 +185,7 @@ class Requester:
             # The server gzips answers of 1000+ bytes (task maps) when asked.
             "Accept-Encoding": "gzip, deflate",
             "User-Agent": f"jobmon-gateway/{__version__}",
-            **(headers or {}),
+            **dict(self._connection.headers),
         }
 
     @classmethod
@@ -310,75 +214,242 @@ class Requester:
         service_url = options.pop("service_url", settings.service_url)
         return cls(service_url, **options)
 
+    @classmethod
+    def from_jobmon(cls, requester: object, **overrides: Any) -> Requester:
+        """Make a requester with the settings of a Jobmon ``jobmon.core.requester.Requester``.
+
+        Duck-typed (Jobmon is never imported): it reads ``service_url`` (which
+        holds the route prefix, e.g. ``http://host:5000/api/v3``),
+        ``request_timeout``, ``retries_attempts`` and ``retries_timeout``.
+        ``retries_timeout=0`` keeps Jobmon's meaning: one attempt.
+
+        Raises:
+            ConfigurationError: a setting is missing or malformed.
+        """
+        if isinstance(requester, Requester):
+            return requester.with_options(**overrides) if overrides else requester
+        options: dict[str, Any] = {"route_prefix": ""}
+        for name in ("request_timeout", "retries_attempts", "retries_timeout"):
+            value = getattr(requester, name, None)
+            if value is not None:
+                options[name] = value
+        service_url = getattr(requester, "service_url", None)
+        if service_url is None:
+            raise ConfigurationError(
+                f"{type(requester).__name__} has no service_url: not a Jobmon requester"
+            )
+        options.update(overrides)
+        return cls(options.pop("service_url", service_url), **options)
+
     def with_options(self, **changes: Any) -> Requester:
         """Return a copy of this requester with some ``__init__`` options changed.
 
         Example: ``requester.with_options(retries_attempts=1, request_timeout=5)``.
         """
         options = {**self._options, **changes}
-        service_url = options.pop("service_url", self.service_url)
+        service_url = options.pop("service_url", self._service_url_given)
         return Requester(service_url, **options)
+
+    # -- the settings, read-only ---------------------------------------------------
+
+    @property
+    def connection(self) -> ConnectionSettings:
+        """The frozen connection settings."""
+        return self._connection
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The frozen retry policy."""
+        return self._policy
+
+    @property
+    def service_url(self) -> str:
+        """Scheme, host and port (and the service URL's own path, if any)."""
+        return self._connection.service_url
+
+    @property
+    def route_prefix(self) -> str:
+        """Where the API is mounted (``""`` or e.g. ``"/api/v3"``)."""
+        return self._connection.route_prefix
+
+    @property
+    def base_url(self) -> str:
+        """``service_url + route_prefix``: every route is appended to it."""
+        return self._base_url
+
+    @property
+    def request_timeout(self) -> float:
+        """Seconds for one request, to the last byte of the answer."""
+        return self._connection.request_timeout
+
+    @property
+    def max_response_bytes(self) -> int:
+        """Most bytes of an answer's body after decompression."""
+        return self._connection.max_response_bytes
+
+    @property
+    def retries_attempts(self) -> int:
+        """Most requests sent for one call, the first included."""
+        return self._policy.attempts
+
+    @property
+    def retries_timeout(self) -> float:
+        """Most seconds one call may spend across its retries (0: one attempt)."""
+        return self._policy.timeout
+
+    @property
+    def wait_initial(self) -> float:
+        """First backoff wait, seconds."""
+        return self._policy.wait_initial
+
+    @property
+    def wait_max(self) -> float:
+        """Longest backoff wait, seconds."""
+        return self._policy.wait_max
+
+    @property
+    def wait_jitter(self) -> float:
+        """Most random seconds added to a wait."""
+        return self._policy.wait_jitter
+
+    @property
+    def wait_exp_base(self) -> float:
+        """Growth factor of the backoff."""
+        return self._policy.wait_exp_base
+
+    @property
+    def retry_after_max(self) -> float:
+        """Longest ``Retry-After`` honoured, seconds."""
+        return self._policy.retry_after_max
+
+    @property
+    def client_jobmon_version(self) -> str:
+        """The Jobmon version announced to the server."""
+        return self._connection.client_jobmon_version
 
     def __repr__(self) -> str:
         return (
-            f"Requester({self.base_url!r}, request_timeout={self.request_timeout},"
-            f" retries_attempts={self.retries_attempts}, retries_timeout={self.retries_timeout})"
+            f"Requester({self._base_url!r}, request_timeout={self.request_timeout:g},"
+            f" retries_attempts={self.retries_attempts},"
+            f" retries_timeout={self.retries_timeout:g})"
         )
 
-    # -- clients --------------------------------------------------------------
+    # -- clients and their exchanges ----------------------------------------------------
 
-    def _ssl_verify(self) -> bool | ssl.SSLContext:
-        if self._verify is False:
+    def _tls(self) -> ssl.SSLContext | bool:
+        verify = self._connection.verify
+        if verify is False:
             logger.warning("TLS verification is OFF for %s (verify=False)", self.service_url)
             return False
         if self._ssl_context is None:
             # Loading the CA bundle takes ~30 ms: once per requester, not per client.
-            self._ssl_context = (
-                self._verify
-                if isinstance(self._verify, ssl.SSLContext)
-                else ssl.create_default_context(cafile=self._verify)
-                if isinstance(self._verify, str)
-                else httpx.create_ssl_context()
-            )
+            if isinstance(verify, ssl.SSLContext):
+                self._ssl_context = verify
+            elif isinstance(verify, str):
+                self._ssl_context = ssl.create_default_context(cafile=verify)
+            else:
+                import certifi
+
+                self._ssl_context = ssl.create_default_context(cafile=certifi.where())
         return self._ssl_context
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        tls = self._tls()
+        if tls is False:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            return context
+        return tls if isinstance(tls, ssl.SSLContext) else None
+
+    def new_exchange(self) -> SyncExchange:
+        """The exchange of a sync client this requester makes (see :mod:`._exchange`)."""
+        limit = self._connection.max_response_bytes
+        if self._transport is not None:
+            return HttpxExchange(limit, transport=self._transport)
+        if _httpx_patched()[0]:
+            import httpx
+
+            return HttpxExchange(limit, transport=httpx.HTTPTransport())
+        tls = self._tls_context() if self._connection.scheme == "https" else None
+        return SocketExchange(self._connection, tls)
+
+    def new_async_exchange(self) -> AsyncExchange:
+        """The exchange of an async client this requester makes."""
+        limit = self._connection.max_response_bytes
+        if self._async_transport is not None:
+            return AsyncHttpxExchange(limit, transport=self._async_transport)
+        if _httpx_patched()[1]:
+            import httpx
+
+            return AsyncHttpxExchange(limit, transport=httpx.AsyncHTTPTransport())
+        tls: ssl.SSLContext | bool = (
+            self._tls() if self._connection.scheme == "https" else True
+        )
+        return AiohttpExchange(self._connection, tls)
+
+    def lend_exchange(self, client: object) -> SyncExchange | AsyncExchange:
+        """The exchange for a caller's client: ``httpx.Client``, ``httpx.AsyncClient``
+        or ``aiohttp.ClientSession`` (never closed by the SDK).
+
+        Raises:
+            InvalidRequestError: ``client`` is none of those.
+        """
+        owned = getattr(client, "jobmon_exchange", None)
+        if owned is not None:
+            return owned  # type: ignore[no-any-return]
+        limit = self._connection.max_response_bytes
+        # Looked up, not imported: a client of a library nobody imported
+        # cannot be one of its clients, and importing aiohttp costs 0.4 s.
+        httpx_module = sys.modules.get("httpx")
+        if httpx_module is not None:
+            if isinstance(client, httpx_module.Client):
+                return HttpxExchange(limit, client=client)
+            if isinstance(client, httpx_module.AsyncClient):
+                return AsyncHttpxExchange(limit, client=client)
+        aiohttp_module = sys.modules.get("aiohttp")
+        if aiohttp_module is not None and isinstance(client, aiohttp_module.ClientSession):
+            return AiohttpExchange(self._connection, True, session=client)
+        raise InvalidRequestError(
+            "set_session takes an httpx.AsyncClient, an httpx.Client or an"
+            f" aiohttp.ClientSession, got {type(client).__name__}"
+        )
 
     def new_client(self) -> httpx.Client:
         """Make a pooled sync ``httpx.Client`` with these settings; the caller closes it.
 
-        Requests this requester sends on it go straight to its transport,
-        skipping the client's per-request bookkeeping (cookies, auth, hooks):
-        configure a client of your own and hand it to ``set_session`` for those.
+        Requests this requester sends on it go straight to its exchange (our
+        own deadline-bound connections), skipping httpx's per-request
+        bookkeeping (cookies, auth, hooks): configure a client of your own and
+        hand it to ``set_session`` for those.
         """
-        transport = self._transport or httpx.HTTPTransport(
-            verify=self._ssl_verify(), limits=self._limits
-        )
-        return _OwnedClient(transport, timeout=self._timeout)
+        from ._httpx_clients import owned_client
+
+        return owned_client(self, self.new_exchange())
 
     def new_async_client(self) -> httpx.AsyncClient:
         """Make a pooled ``httpx.AsyncClient`` with these settings; the caller closes it.
 
-        Unless ``async_transport`` was given it sends through
-        :class:`~jobmon_gateway.AiohttpTransport`. As with :meth:`new_client`,
-        this requester's requests go straight to the transport.
+        Unless ``async_transport`` was given it sends through aiohttp. As with
+        :meth:`new_client`, this requester's requests go straight to the exchange.
         """
-        # Chosen by measurement: aiohttp's pool is several times cheaper per
-        # call than httpx's own (see the Performance page).
-        transport = self._async_transport or AiohttpTransport(
-            verify=self._ssl_verify(), limits=self._limits
-        )
-        return _OwnedAsyncClient(transport, timeout=self._timeout)
+        from ._httpx_clients import owned_async_client
+
+        return owned_async_client(self, self.new_async_exchange())
 
     # -- everything but the I/O ----------------------------------------------
 
-    def _outgoing(self, call: Call[Any], headers: Mapping[str, str] | None) -> _Outgoing:
+    def _outgoing(self, call: Call[Any], headers: Mapping[str, str] | None) -> Outgoing:
         query = (
             f"{urlencode(call.query)}&{self._version_query}" if call.query else self._version_query
         )
-        return _Outgoing(
+        return Outgoing(
             call.method,
-            f"{self.base_url}{call.route}?{query}",
+            f"{self._base_url}{call.route}?{query}",
+            f"{self._target_prefix}{call.route}?{query}",
             self._merged_headers(headers) if headers else self._headers,
             None if call.method == "GET" else _JSON.encode(call.body or {}).encode(),
+            call.repeat_safe or self._connection.repeat_safe_queueing,
         )
 
     def _merged_headers(self, headers: Mapping[str, str]) -> Mapping[str, str]:
@@ -398,135 +469,27 @@ class Requester:
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Request:
         """Build the ``httpx.Request`` for ``call``: URL, query, headers and JSON body."""
-        return self._borrowed_request(client, self._outgoing(call, headers))
-
-    def _answer(
-        self, call: Call[T], status: int, reason: str, headers: _Headers, content: bytes
-    ) -> T:
-        if not 200 <= status < 300:
-            raise self._status_error(call, status, reason, headers, content)
-        try:
-            return _decode(call, content)
-        except GatewayError as exc:
-            exc.method, exc.route, exc.status = call.method, call.route, status
-            raise
-        except (ValueError, TypeError, KeyError, RecursionError) as exc:
-            # pydantic's ValidationError and json's errors are ValueErrors.
-            raise InvalidResponseError(
-                f"the answer does not fit {_result_name(call)}: {_first_line(exc)}",
-                method=call.method,
-                route=call.route,
-                status=status,
-                body_excerpt=_excerpt(content),
-            ) from exc
-
-    def _status_error(
-        self, call: Call[Any], status: int, reason: str, headers: _Headers, content: bytes
-    ) -> ServerStatusError:
-        kind = _STATUS_ERRORS.get(status) or (ServerError if status >= 500 else ServerStatusError)
-        said = ServerErrorBody.from_body(content)
-        error = kind(
-            f"HTTP {status} {reason}".rstrip(),
-            method=call.method,
-            route=call.route,
-            status=status,
-            server_message=said.message,
-            server_error_type=said.error_type,
-            body_excerpt=_excerpt(content),
+        out = self._outgoing(call, headers)
+        return client.build_request(
+            out.method, out.url, content=out.body, headers=out.headers, timeout=self.request_timeout
         )
-        error.retry_after = _retry_after(_header(headers, "retry-after"))
-        return error
 
-    def _transport_error(self, call: Call[Any], exc: Exception) -> TransportError:
-        if isinstance(exc, httpx.TimeoutException | _OverdueError):
-            error: TransportError = RequestTimeoutError(
-                f"no answer within request_timeout={self.request_timeout:g}s"
-                f" ({type(exc).__name__})",
-                method=call.method,
-                route=call.route,
-            )
-        else:
-            error = TransportError(
-                f"{type(exc).__name__}: {exc or 'connection failed'}",
-                method=call.method,
-                route=call.route,
-            )
-            if isinstance(exc, _NOT_RETRYABLE_TRANSPORT) or _certificate_refused(exc):
-                # No retry mends our request, or a certificate we do not trust.
-                error.retryable = False
-        return error
+    def _course(self, call: Call[Any], out: Outgoing, retry: bool) -> RetryCourse:
+        return RetryCourse(
+            self._policy,
+            call,
+            out.url.split("?", 1)[0],
+            retry=retry,
+            request_timeout=self._connection.request_timeout,
+            repeat_safe=out.repeat_safe,
+        )
 
     # -- the I/O ---------------------------------------------------------------
-
-    def _exchange(self, client: httpx.Client, call: Call[T], out: _Outgoing) -> T:
-        deadline = time.monotonic() + self.request_timeout
-        try:
-            if isinstance(client, _OwnedClient):
-                response = client.jobmon_transport.handle_request(out.request(self._timeout))
-            else:
-                response = client.send(self._borrowed_request(client, out), stream=True)
-            try:
-                chunks = []
-                # Read chunk by chunk: request_timeout bounds the whole answer,
-                # not only each gap, so a trickling answer cannot hang us.
-                for chunk in response.iter_bytes():
-                    chunks.append(chunk)
-                    if time.monotonic() > deadline:
-                        raise _OverdueError
-            finally:
-                response.close()
-        except (httpx.HTTPError, _OverdueError) as exc:
-            raise self._transport_error(call, exc) from exc
-        return self._answer(
-            call, response.status_code, response.reason_phrase, response.headers, b"".join(chunks)
-        )
-
-    async def _exchange_async(self, client: httpx.AsyncClient, call: Call[T], out: _Outgoing) -> T:
-        # aiohttp's own total timeout bounds the hot path; the deadline is for the others.
-        deadline = time.monotonic() + self.request_timeout
-        try:
-            if isinstance(client, _OwnedAsyncClient):
-                transport = client.jobmon_transport
-                if isinstance(transport, AiohttpTransport) and transport.sends_directly:
-                    # The hot path: no httpx objects at all (see Performance).
-                    status, reason, headers, content = await transport.exchange(
-                        out.method,
-                        out.url,
-                        out.headers,
-                        out.body,
-                        connect_timeout=self.request_timeout,
-                        read_timeout=self.request_timeout,
-                    )
-                    return self._answer(call, status, reason, headers, content)
-                response = await transport.handle_async_request(out.request(self._timeout))
-            else:
-                response = await client.send(self._borrowed_request(client, out), stream=True)
-            try:
-                chunks = []
-                async for chunk in response.aiter_bytes():
-                    chunks.append(chunk)
-                    if time.monotonic() > deadline:
-                        raise _OverdueError
-            finally:
-                await response.aclose()
-        except (httpx.HTTPError, _OverdueError) as exc:
-            raise self._transport_error(call, exc) from exc
-        return self._answer(
-            call, response.status_code, response.reason_phrase, response.headers, b"".join(chunks)
-        )
-
-    def _borrowed_request(
-        self, client: httpx.Client | httpx.AsyncClient, out: _Outgoing
-    ) -> httpx.Request:
-        # A caller's client: let it merge its own headers, cookies and auth.
-        return client.build_request(
-            out.method, out.url, content=out.body, headers=out.headers, timeout=self._timeout
-        )
 
     def send(
         self,
         call: Call[T],
-        client: httpx.Client,
+        client: httpx.Client | SyncExchange,
         *,
         retry: bool = True,
         headers: Mapping[str, str] | None = None,
@@ -542,261 +505,39 @@ class Requester:
         Raises:
             GatewayError: the call failed; see the error tree.
         """
+        exchange = client if isinstance(client, SocketExchange | HttpxExchange) else None
+        if exchange is None:
+            lent = self.lend_exchange(client)
+            if not isinstance(lent, SocketExchange | HttpxExchange):
+                raise InvalidRequestError("send() needs a sync client; use send_async()")
+            exchange = lent
         out = self._outgoing(call, headers)
-        course = _RetryCourse(self, call, retry)
-        try:
-            # The first attempt runs outside stamina: the happy path should
-            # not pay for the retry machinery (a fifth of a loopback call).
-            # Should it fail, stamina's loop starts by replaying that failure,
-            # so stamina sleeps, counts and instruments every retry itself.
-            course.sent = 1
-            try:
-                return self._exchange(client, call, out)
-            except GatewayError as exc:
-                if (wait := course.retry_on(exc)) is False:
-                    raise
-                course.first = (exc, wait)
-            for attempt in course.attempts():
-                with attempt:
-                    course.replay_first_failure()
-                    course.sent += 1
-                    return self._exchange(client, call, out)
-        except GatewayError as exc:
-            final = course.final_error(exc)
-            if final is exc:
-                raise
-            raise final from exc
-        raise AssertionError("unreachable: stamina either returns or raises")
+
+        def attempt(at: Attempt, deadline: Deadline) -> T:
+            answer: Answer = exchange.send(out, deadline, at)
+            return result_of(at, answer)  # type: ignore[no-any-return]
+
+        return self._course(call, out, retry).run(attempt)
 
     async def send_async(
         self,
         call: Call[T],
-        client: httpx.AsyncClient,
+        client: httpx.AsyncClient | aiohttp.ClientSession | AsyncExchange,
         *,
         retry: bool = True,
         headers: Mapping[str, str] | None = None,
     ) -> T:
         """Async form of :meth:`send`; cancelling it stops the retries at once."""
+        exchange = client if isinstance(client, AiohttpExchange | AsyncHttpxExchange) else None
+        if exchange is None:
+            lent = self.lend_exchange(client)
+            if not isinstance(lent, AiohttpExchange | AsyncHttpxExchange):
+                raise InvalidRequestError("send_async() needs an async client; use send()")
+            exchange = lent
         out = self._outgoing(call, headers)
-        course = _RetryCourse(self, call, retry)
-        try:
-            course.sent = 1
-            try:
-                return await self._exchange_async(client, call, out)
-            except GatewayError as exc:
-                if (wait := course.retry_on(exc)) is False:
-                    raise
-                course.first = (exc, wait)
-            async for attempt in course.attempts():
-                with attempt:
-                    course.replay_first_failure()
-                    course.sent += 1
-                    return await self._exchange_async(client, call, out)
-        except GatewayError as exc:
-            final = course.final_error(exc)
-            if final is exc:
-                raise
-            raise final from exc
-        raise AssertionError("unreachable: stamina either returns or raises")
 
+        async def attempt(at: Attempt, deadline: Deadline) -> T:
+            answer = await exchange.send(out, deadline, at)
+            return result_of(at, answer)  # type: ignore[no-any-return]
 
-class _RetryCourse:
-    """The retry decisions of one call: what to retry, how long to wait, when to stop."""
-
-    def __init__(self, requester: Requester, call: Call[Any], retry: bool) -> None:
-        self.requester = requester
-        self.call = call
-        self.retry = retry
-        self.sent = 0
-        self.started = time.monotonic()
-        self.last_answer: GatewayError | None = None
-        self.stale_retry_used = False
-        # The first attempt's failure and the wait decided for it, until
-        # stamina's loop replays it.
-        self.first: tuple[GatewayError, float] | None = None
-        self.replayed: Exception | None = None
-        self.replayed_wait: float | None = None
-
-    def replay_first_failure(self) -> None:
-        """Raise the first attempt's failure once, as stamina's first attempt."""
-        if self.first is not None:
-            (failure, self.replayed_wait), self.first = self.first, None
-            self.replayed = failure
-            raise failure
-
-    def attempts(self) -> Any:
-        """Stamina's loop: the replayed first failure, then the retries."""
-        requester = self.requester
-        # Our hook decides every retry and its wait (so it can honour
-        # Retry-After, the time budget and stale connections); stamina runs the
-        # loop, sleeps (zero in its testing mode) and calls its instrumentation.
-        return stamina.retry_context(
-            on=self.retry_on,
-            attempts=requester.retries_attempts,
-            timeout=requester.retries_timeout,
-            wait_initial=requester.wait_initial,
-            wait_max=requester.wait_max,
-            wait_jitter=requester.wait_jitter,
-            wait_exp_base=requester.wait_exp_base,
-        )
-
-    def retry_on(self, exc: Exception) -> bool | float:
-        if exc is self.replayed and self.replayed_wait is not None:
-            # Decided (and logged) when it first happened.
-            self.replayed = None
-            return self.replayed_wait
-        if not isinstance(exc, GatewayError):
-            return False
-        if exc.status is not None:
-            self.last_answer = exc
-        if not (self.retry and exc.retryable and stamina.is_active()):
-            return False
-        requester = self.requester
-        if self.sent >= requester.retries_attempts:
-            return False
-        exc.attempts = self.sent
-        wait = self.wait_for(exc)
-        elapsed = time.monotonic() - self.started
-        if elapsed + wait >= requester.retries_timeout:
-            return False
-        logger.warning(
-            "retrying %s %s in %.2fs (attempt %d of %d failed: %s)",
-            self.call.method,
-            self.call.route,
-            wait,
-            self.sent,
-            requester.retries_attempts,
-            exc,
-            extra={
-                "jobmon_gateway.route": self.call.route,
-                "jobmon_gateway.method": self.call.method,
-                "jobmon_gateway.attempt": self.sent,
-                "jobmon_gateway.wait": wait,
-                "jobmon_gateway.cause": type(exc).__name__,
-                "jobmon_gateway.status": exc.status,
-            },
-        )
-        return wait
-
-    def wait_for(self, exc: GatewayError) -> float:
-        requester = self.requester
-        if exc.retry_after is not None:
-            return min(exc.retry_after, requester.retry_after_max)
-        if isinstance(exc.__cause__, _STALE_CONNECTION) and not self.stale_retry_used:
-            # Resend at once, once: the pool drops the dead connection and the
-            # next request goes out on a fresh one.
-            self.stale_retry_used = True
-            return 0.0
-        backoff = requester.wait_initial * requester.wait_exp_base ** (self.sent - 1)
-        jitter = random.uniform(0, requester.wait_jitter) if requester.wait_jitter else 0.0  # noqa: S311
-        return min(requester.wait_max, backoff + jitter)
-
-    def final_error(self, exc: GatewayError) -> GatewayError:
-        exc.attempts = self.sent
-        if not (self.retry and exc.retryable) or not stamina.is_active():
-            return exc
-        elapsed = time.monotonic() - self.started
-        answer = exc if exc.status is not None else (self.last_answer or exc)
-        return RetryBudgetExhaustedError(
-            f"gave up after {self.sent} attempt{'s' if self.sent != 1 else ''}"
-            f" in {elapsed:.1f}s: {exc.message}",
-            last_error=exc,
-            answer=answer,
-            attempts=self.sent,
-        )
-
-
-_QUIET_DECODE_BYTES = 16 * 1024
-
-
-def _decode(call: Call[T], content: bytes) -> T:
-    if len(content) < _QUIET_DECODE_BYTES or not gc.isenabled():
-        return call.decode(content)
-    # A big answer (a downstream map, a page of tasks) allocates hundreds of
-    # thousands of containers at once; the cycle collector would scan them
-    # again and again for nothing (measured: half the decode time of a
-    # 100k-task downstream map). Decoding never awaits, so no other task
-    # runs while the collector is paused.
-    gc.disable()
-    try:
-        return call.decode(content)
-    finally:
-        gc.enable()
-
-
-_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_HEADER_VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?")
-
-
-def _require_header(name: object, value: object) -> None:
-    # Refused here, at once and without echoing the value (it is often a
-    # token): sent, it would fail every call, differently in sync and async.
-    if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
-        raise ConfigurationError(f"header name {name!r} is not a valid HTTP header name")
-    if not isinstance(value, str) or not _HEADER_VALUE.fullmatch(value):
-        raise ConfigurationError(
-            f"the value of header {name!r} must be printable ASCII without leading or"
-            " trailing whitespace or line breaks (value not shown)"
-        )
-
-
-def _require_number(name: str, value: object, *, positive: bool) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < 0
-        or (positive and value == 0)
-    ):
-        need = "a positive" if positive else "a non-negative"
-        raise ConfigurationError(f"{name} must be {need} finite number, got {value!r}")
-
-
-def _certificate_refused(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    for _ in range(8):  # the chain is short; the bound guards against cycles
-        if seen is None:
-            return False
-        if isinstance(seen, ssl.SSLCertVerificationError) or (
-            type(seen).__name__ == "ClientConnectorCertificateError"
-        ):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = (when - datetime.now(timezone.utc)).total_seconds()
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
-
-
-def _excerpt(content: bytes) -> str:
-    text = content[: EXCERPT_LIMIT * 4].decode("utf-8", errors="replace")
-    return text if len(text) <= EXCERPT_LIMIT else text[:EXCERPT_LIMIT] + "…"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    lines = text.splitlines()
-    return " ".join(lines[:3]) if lines else type(exc).__name__
-
-
-def _result_name(call: Call[Any]) -> str:
-    owner = getattr(call.decode, "__self__", None)
-    if isinstance(owner, type):
-        return owner.__name__
-    return f"the {call.route} answer"
+        return await self._course(call, out, retry).run_async(attempt)

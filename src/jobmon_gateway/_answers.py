@@ -1,0 +1,299 @@
+"""From an answer to a result or an error, and from any foreign exception to ours.
+
+Everything here is shared by every exchange and both worlds: a status code
+becomes its error class, a body its model, a ``Retry-After`` a number, and
+every exception another library may raise (httpx, httpcore, h11, aiohttp,
+ssl, json, pydantic, and Python's own RecursionError, OverflowError,
+MemoryError, UnicodeError) exactly one class of the SDK's tree.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import gc
+import math
+import socket
+import ssl
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+from ._reader import Fault
+from .errors import (
+    BadRequestError,
+    GatewayError,
+    InvalidResponseError,
+    NotFoundError,
+    RateLimitedError,
+    RequestTimeoutError,
+    ResourceLockedError,
+    ResponseTooLargeError,
+    ServerError,
+    ServerStatusError,
+    TransportError,
+    UnprocessableEntityError,
+)
+from .models import ServerErrorBody
+from .routes import Call
+
+__all__ = ["Answer", "Attempt", "EXCERPT_LIMIT", "error_from", "result_of"]
+
+T = TypeVar("T")
+
+EXCERPT_LIMIT = 500
+"""Most characters of a body kept in an error."""
+
+_STATUS_ERRORS: dict[int, type[ServerStatusError]] = {
+    400: BadRequestError,
+    404: NotFoundError,
+    422: UnprocessableEntityError,
+    423: ResourceLockedError,
+    429: RateLimitedError,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """Which request an error belongs to: the call, where it went, its number."""
+
+    call: Call[Any]
+    url: str
+    number: int
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A complete answer: status, reason, headers (error answers only) and decoded body."""
+
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+def result_of(attempt: Attempt, answer: Answer) -> Any:
+    """The call's decoded result, or the error its answer stands for."""
+    status = answer.status
+    if not 200 <= status < 300:
+        raise status_error(attempt, answer)
+    call = attempt.call
+    try:
+        return _decode(call, answer.body)
+    except GatewayError as exc:
+        # A decoder's own verdict (e.g. an unknown workflow): complete it here.
+        raise type(exc)(
+            exc.message,
+            method=call.method,
+            route=call.route,
+            status=status,
+            url=attempt.url,
+            attempts=attempt.number,
+            body_excerpt=exc.body_excerpt,
+        ) from None
+    except MemoryError:
+        raise ResponseTooLargeError(
+            "ran out of memory decoding the answer; lower max_response_bytes",
+            **_where(attempt, status),
+        ) from None
+    except (ValueError, TypeError, KeyError, RecursionError, OverflowError, UnicodeError) as exc:
+        # pydantic's ValidationError and json's errors are ValueErrors.
+        raise InvalidResponseError(
+            f"the answer does not fit {_result_name(call)}: {_first_line(exc)}",
+            body_excerpt=excerpt(answer.body),
+            **_where(attempt, status),
+        ) from exc
+
+
+def status_error(attempt: Attempt, answer: Answer) -> ServerStatusError:
+    """The error for a non-2xx answer, with the server's own message."""
+    status = answer.status
+    kind = _STATUS_ERRORS.get(status) or (ServerError if status >= 500 else ServerStatusError)
+    said = ServerErrorBody.from_body(answer.body)
+    retry_after = None
+    for name, value in answer.headers:
+        if name.lower() == "retry-after":
+            retry_after = retry_after_seconds(value)
+    return kind(
+        f"HTTP {status} {answer.reason}".rstrip(),
+        server_message=said.message,
+        server_error_type=said.error_type,
+        body_excerpt=excerpt(answer.body),
+        retry_after=retry_after,
+        **_where(attempt, status),
+    )
+
+
+def _where(attempt: Attempt, status: int | None = None) -> dict[str, Any]:
+    call = attempt.call
+    return {
+        "method": call.method,
+        "route": call.route,
+        "status": status,
+        "url": attempt.url,
+        "attempts": attempt.number,
+    }
+
+
+_QUIET_DECODE_BYTES = 16 * 1024
+
+
+def _decode(call: Call[T], content: bytes) -> T:
+    if len(content) < _QUIET_DECODE_BYTES or not gc.isenabled():
+        return call.decode(content)
+    # A big answer (a downstream map, a page of tasks) allocates hundreds of
+    # thousands of containers at once; the cycle collector would scan them
+    # again and again for nothing (measured: half the decode time of a
+    # 100k-task downstream map). Decoding never awaits, so no other task
+    # runs while the collector is paused.
+    gc.disable()
+    try:
+        return call.decode(content)
+    finally:
+        gc.enable()
+
+
+def error_from(
+    exc: BaseException, attempt: Attempt, *, answered: bool, connecting: bool = False
+) -> GatewayError:
+    """The one exception map: any failure of an exchange as a GatewayError.
+
+    ``answered`` says whether any byte of an answer had arrived;
+    ``connecting`` that the failure came before a connection existed (the
+    request surely never reached the server). Most specific first;
+    ``MemoryError`` is never retryable.
+    """
+    if isinstance(exc, GatewayError):
+        return exc
+    where = _where(attempt)
+    if connecting or _connect_phase(exc):
+        where["request_sent"] = False
+    name = type(exc).__name__
+    if isinstance(exc, Fault):
+        if exc.kind == "timeout":
+            return RequestTimeoutError(str(exc), **where)
+        if exc.kind == "too_large":
+            return ResponseTooLargeError(str(exc), **where)
+        if exc.kind == "decoding":
+            # No retry mends a body the server encodes wrongly.
+            return TransportError(str(exc), retryable=False, **where)
+        return TransportError(str(exc), **where)
+    if isinstance(exc, MemoryError):
+        return ResponseTooLargeError(
+            "ran out of memory reading the answer; lower max_response_bytes", **where
+        )
+    if _is_timeout(exc):
+        phase = ": could not connect" if "request_sent" in where else ""
+        return RequestTimeoutError(f"no answer within request_timeout ({name}{phase})", **where)
+    if _certificate_refused(exc):
+        return TransportError(
+            f"TLS certificate not trusted ({name}): {_first_line(exc)}", retryable=False, **where
+        )
+    if _not_retryable(exc):
+        return TransportError(f"{name}: {_first_line(exc)}", retryable=False, **where)
+    if "request_sent" in where:
+        return TransportError(f"could not connect ({name}: {_first_line(exc)})", **where)
+    if isinstance(exc, RecursionError | OverflowError | UnicodeError | ValueError):
+        return TransportError(f"the answer could not be read ({name})", **where)
+    kind = "the connection failed before any answer" if not answered else "the answer broke off"
+    return TransportError(f"{kind} ({name}: {_first_line(exc)})", **where)
+
+
+def _module_of(exc: BaseException) -> str:
+    return type(exc).__module__.split(".", 1)[0]
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    name = type(exc).__name__
+    if isinstance(exc, TimeoutError | socket.timeout) or name == "TimeoutError":
+        return True  # asyncio.TimeoutError is not the builtin before 3.11
+    return _module_of(exc) in ("httpx", "httpcore", "aiohttp") and "Timeout" in name
+
+
+def _connect_phase(exc: BaseException) -> bool:
+    # The request surely did not reach the server: no connection was made.
+    if isinstance(exc, ConnectionRefusedError | socket.gaierror):
+        return True
+    name = type(exc).__name__
+    module = _module_of(exc)
+    if module in ("httpx", "httpcore"):
+        return name in ("ConnectError", "ConnectTimeout", "PoolTimeout")
+    if module == "aiohttp":
+        return name.startswith("ClientConnector") or name == "ConnectionTimeoutError"
+    return False
+
+
+def _not_retryable(exc: BaseException) -> bool:
+    # Failures about our own request (or the server's encoding): a retry
+    # would fail the same way.
+    name = type(exc).__name__
+    module = _module_of(exc)
+    if module in ("httpx", "httpcore"):
+        return name in (
+            "LocalProtocolError",
+            "UnsupportedProtocol",
+            "ProxyError",
+            "DecodingError",
+            "TooManyRedirects",
+            "InvalidURL",
+        )
+    if module == "h11":
+        return name == "LocalProtocolError"
+    if module in ("aiohttp", "yarl"):
+        return name in ("InvalidURL", "InvalidUrlClientError", "NonHttpUrlClientError")
+    return False
+
+
+def _certificate_refused(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(8):  # the chain is short; the bound guards against cycles
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError) or (
+            type(seen).__name__ == "ClientConnectorCertificateError"
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds asked for by a ``Retry-After`` value (seconds or an HTTP date); never raises."""
+    if value is None:
+        return None
+    value = value.strip()[:100]
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=timezone.utc)
+            seconds = (when - datetime.now(timezone.utc)).total_seconds()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def excerpt(content: bytes) -> str:
+    """The start of a body, decoded leniently, at most 500 characters."""
+    text = content[: EXCERPT_LIMIT * 4].decode("utf-8", errors="replace")
+    return text if len(text) <= EXCERPT_LIMIT else text[:EXCERPT_LIMIT] + "…"
+
+
+def _first_line(exc: BaseException) -> str:
+    try:
+        text = str(exc).strip()
+    except Exception:  # a foreign __str__ may itself fail
+        return type(exc).__name__
+    lines = text[:2000].splitlines()
+    return " ".join(lines[:3])[:300] if lines else type(exc).__name__
+
+
+def _result_name(call: Call[Any]) -> str:
+    owner = getattr(call.decode, "__self__", None)
+    if isinstance(owner, type):
+        return owner.__name__
+    return f"the {call.route} answer"
+

@@ -1,0 +1,162 @@
+"""The one reader every exchange feeds: a deadline on every read, a size limit, decoding.
+
+Whichever library moved the bytes (our own socket code, httpx, aiohttp), the
+answer's head is checked here and its body is decompressed here, so the same
+bytes give the same verdict sync and async. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Iterable
+from typing import Literal
+
+__all__ = ["Deadline", "Fault", "BodyReader", "check_head"]
+
+FaultKind = Literal["timeout", "too_large", "protocol", "decoding"]
+
+
+class Fault(Exception):
+    """Something wrong with an answer, found by the reader; mapped to a GatewayError."""
+
+    def __init__(self, kind: FaultKind, message: str, *, answered: bool = True) -> None:
+        super().__init__(message)
+        self.kind: FaultKind = kind
+        self.answered = answered
+
+
+class Deadline:
+    """The moment an attempt must be over, to the last byte of the answer."""
+
+    __slots__ = ("at", "timeout")
+
+    def __init__(self, timeout: float, cap: float | None = None) -> None:
+        self.timeout = timeout
+        at = time.monotonic() + timeout
+        self.at = at if cap is None else min(at, cap)
+
+    def remaining(self) -> float:
+        """Seconds left; raises a timeout ``Fault`` when none are."""
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise Fault("timeout", f"no complete answer within request_timeout={self.timeout:g}s")
+        return left
+
+    def check(self) -> None:
+        """Raise a timeout ``Fault`` if the deadline has passed."""
+        if time.monotonic() >= self.at:
+            raise Fault("timeout", f"no complete answer within request_timeout={self.timeout:g}s")
+
+
+def check_head(status: int, headers: Iterable[tuple[str, str]]) -> tuple[str | None, int | None]:
+    """Check an answer's status and framing headers; return its encoding and length.
+
+    Refused alike whichever library parsed the head: a status outside
+    100-599, both ``Content-Length`` and ``Transfer-Encoding`` (a smuggling
+    vector), conflicting lengths, and a body on a 1xx, 204 or 304.
+    """
+    if not 100 <= status <= 599:
+        raise Fault("protocol", f"the server sent an invalid status code {status}")
+    encoding: str | None = None
+    length: int | None = None
+    chunked = False
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == "content-length":
+            try:
+                this = int(value.strip())
+            except ValueError:
+                raise Fault("protocol", "the server sent an invalid Content-Length") from None
+            if this < 0 or (length is not None and this != length):
+                raise Fault("protocol", "the server sent conflicting Content-Length headers")
+            length = this
+        elif lowered == "transfer-encoding":
+            chunked = True
+        elif lowered == "content-encoding":
+            encoding = value.strip().lower() if encoding is None else f"{encoding},{value}"
+    if chunked and length is not None:
+        raise Fault("protocol", "the server sent both Content-Length and Transfer-Encoding")
+    if (status < 200 or status in (204, 304)) and (chunked or length):
+        raise Fault("protocol", f"the server sent a body with status {status}, which has none")
+    return encoding, length
+
+
+class BodyReader:
+    """Collects an answer's body, decompressing it, and stops at ``limit`` bytes.
+
+    ``feed`` takes raw bytes as they arrive; the decompressed size is
+    checked as it grows, so a compression bomb is stopped after at most
+    ``limit`` bytes of output, whatever its ratio.
+    """
+
+    __slots__ = ("_chunks", "_decoder", "_encoding", "_fed", "_limit", "_size")
+
+    def __init__(self, encoding: str | None, limit: int, length: int | None = None) -> None:
+        if length is not None and length > limit and encoding in (None, "identity"):
+            raise Fault("too_large", _too_large(limit))
+        self._limit = limit
+        self._size = 0
+        self._fed = False
+        self._chunks: list[bytes] = []
+        self._encoding = encoding
+        if encoding in (None, "", "identity"):
+            self._decoder: zlib._Decompress | None = None
+        elif encoding in ("gzip", "x-gzip"):
+            self._decoder = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        elif encoding == "deflate":
+            self._decoder = None  # zlib-wrapped or raw: decided by the first bytes
+        else:
+            # We only ever ask for gzip and deflate.
+            raise Fault("decoding", f"the server sent an unsupported Content-Encoding {encoding!r}")
+
+    def feed(self, data: bytes) -> None:
+        """Add raw bytes of the body."""
+        if not data:
+            return
+        self._fed = True
+        if self._encoding == "deflate" and self._decoder is None:
+            # RFC 9110 deflate is zlib-wrapped; some servers send it raw.
+            wrapped = len(data) >= 2 and (data[0] & 0x0F) == 8 and (data[0] * 256 + data[1]) % 31 == 0
+            self._decoder = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+        decoder = self._decoder
+        if decoder is None:
+            self._add(data)
+            return
+        room = self._limit - self._size
+        try:
+            out = decoder.decompress(data, room + 1)
+        except zlib.error as exc:
+            raise Fault("decoding", f"the {self._encoding} body is corrupt ({exc})") from None
+        if decoder.unconsumed_tail or len(out) > room:
+            raise Fault("too_large", _too_large(self._limit))
+        self._add(out)
+
+    def _add(self, data: bytes) -> None:
+        self._size += len(data)
+        if self._size > self._limit:
+            raise Fault("too_large", _too_large(self._limit))
+        self._chunks.append(data)
+
+    def finish(self) -> bytes:
+        """The whole decoded body; refuses a compressed stream that ends early."""
+        decoder = self._decoder
+        if decoder is not None and (self._chunks or decoder.unused_data or not decoder.eof):
+            if not self._chunks and not decoder.eof and not self._fed:
+                return b""  # an empty body, whatever its Content-Encoding says
+            try:
+                tail = decoder.flush()
+            except zlib.error as exc:  # pragma: no cover - flush after decompress rarely fails
+                raise Fault("decoding", f"the {self._encoding} body is corrupt ({exc})") from None
+            if not decoder.eof:
+                raise Fault("decoding", f"the {self._encoding} body ends before its stream does")
+            if tail:
+                self._add(tail)
+        chunks = self._chunks
+        if len(chunks) == 1:
+            return chunks[0]
+        return b"".join(chunks)
+
+
+def _too_large(limit: int) -> str:
+    return f"the answer's body is larger than max_response_bytes={limit}"

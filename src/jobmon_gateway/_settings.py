@@ -1,0 +1,328 @@
+"""Settings as values: what a requester connects to and how it retries, validated once.
+
+:class:`ConnectionSettings` and :class:`RetryPolicy` are frozen. The
+constructor of :class:`~jobmon_gateway.Requester`, its ``from_env`` and its
+``with_options`` all build them through :func:`build_settings`, so a value
+is checked in one place and can never change under a client that was made
+from it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ConfigurationError
+
+__all__ = ["DEFAULTS", "ConnectionSettings", "RetryPolicy", "build_settings"]
+
+MIB = 1024 * 1024
+
+DEFAULTS: dict[str, Any] = {
+    "route_prefix": "",
+    "request_timeout": 20.0,
+    "retries_attempts": 10,
+    "retries_timeout": 300.0,
+    "wait_initial": 1.0,
+    "wait_max": 30.0,
+    "wait_jitter": 1.0,
+    "wait_exp_base": 2.0,
+    "retry_after_max": 60.0,
+    "max_response_bytes": 128 * MIB,
+    "verify": True,
+    "headers": None,
+    "client_jobmon_version": "3.6.0",
+    "transport": None,
+    "async_transport": None,
+    "limits": None,
+    "repeat_safe_queueing": None,
+}
+"""Every option of a requester and its default, stated once."""
+
+KEEPALIVE_EXPIRY = 4.0
+"""Seconds an idle pooled connection is kept: below uvicorn's 5 s keep-alive, so
+the server never closes a connection we are about to reuse for idleness."""
+
+_HOST = re.compile(r"[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]")
+_PREFIX = re.compile(r"(/[A-Za-z0-9._~!$&'()*+,;=:@%\-]+)*")
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?")
+_VERSION = re.compile(r"[0-9A-Za-z.+\-_]{1,64}")
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """Where requests go and how they are sent; frozen once built.
+
+    Attributes:
+        scheme: ``"http"`` or ``"https"``.
+        host: Host name or address (IPv6 in brackets).
+        port: TCP port.
+        route_prefix: Path the API is mounted under (``""`` or ``"/api/v3"``).
+        base_url: ``scheme://host:port`` plus the service URL's path and the prefix.
+        request_timeout: Seconds for one request, to the last byte of the answer.
+        max_response_bytes: Most bytes of an answer's body after decompression.
+        verify: TLS verification (``True``, ``False``, a CA-bundle path or a context).
+        headers: Extra headers sent with every request, in order.
+        client_jobmon_version: The Jobmon version announced to the server.
+        repeat_safe_queueing: Whether the server creates no second task
+            instance when ``queue_task_batch`` is repeated (3.6 does, 3.2 does not).
+        max_connections: Most connections a client opens at once.
+        max_keepalive_connections: Most idle connections a client keeps.
+        keepalive_expiry: Seconds an idle connection is kept.
+    """
+
+    scheme: str
+    host: str
+    port: int
+    path: str
+    route_prefix: str
+    request_timeout: float
+    max_response_bytes: int
+    verify: bool | str | ssl.SSLContext
+    headers: tuple[tuple[str, str], ...]
+    client_jobmon_version: str
+    repeat_safe_queueing: bool
+    max_connections: int
+    max_keepalive_connections: int
+    keepalive_expiry: float
+
+    @property
+    def service_url(self) -> str:
+        """``scheme://host:port`` and the service URL's own path, if it had one."""
+        default = 443 if self.scheme == "https" else 80
+        port = "" if self.port == default else f":{self.port}"
+        return f"{self.scheme}://{self.host}{port}{self.path}"
+
+    @property
+    def base_url(self) -> str:
+        """The URL every route is appended to."""
+        return self.service_url + self.route_prefix
+
+    @property
+    def target_prefix(self) -> str:
+        """The path every request target starts with."""
+        return self.path + self.route_prefix
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a call is retried; frozen once built.
+
+    Attributes:
+        attempts: Most requests sent for one call, the first included.
+        timeout: Most seconds one call may spend across its retries; ``0``
+            means Jobmon's reading: one attempt, then
+            :class:`~jobmon_gateway.RetryBudgetExhaustedError`.
+        wait_initial: First backoff wait, seconds.
+        wait_max: Longest backoff wait, seconds.
+        wait_jitter: Up to this many random seconds added to each wait.
+        wait_exp_base: Growth factor of the backoff.
+        retry_after_max: Longest ``Retry-After`` honoured, seconds.
+    """
+
+    attempts: int
+    timeout: float
+    wait_initial: float
+    wait_max: float
+    wait_jitter: float
+    wait_exp_base: float
+    retry_after_max: float
+
+    @property
+    def single_shot(self) -> bool:
+        """Whether a call gets one attempt only (``retries_timeout=0`` or one attempt)."""
+        return self.timeout == 0 or self.attempts == 1
+
+
+def build_settings(service_url: object, options: Mapping[str, Any]) -> tuple[
+    ConnectionSettings, RetryPolicy
+]:
+    """Validate every option and return the two frozen values.
+
+    Raises:
+        ConfigurationError: an option is malformed; the message names it and
+            never echoes a credential or a header value.
+    """
+    unknown = set(options) - set(DEFAULTS)
+    if unknown:
+        raise ConfigurationError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    values = {**DEFAULTS, **options}
+    scheme, host, port, path = _service_url(service_url)
+    prefix = _route_prefix(values["route_prefix"])
+    for name in ("request_timeout", "wait_exp_base"):
+        _number(name, values[name], positive=True)
+    for name in ("retries_timeout", "wait_initial", "wait_max", "wait_jitter", "retry_after_max"):
+        _number(name, values[name], positive=False)
+    attempts = values["retries_attempts"]
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        raise ConfigurationError(f"retries_attempts must be an int >= 1, got {attempts!r}")
+    max_bytes = values["max_response_bytes"]
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+        raise ConfigurationError(f"max_response_bytes must be an int >= 1, got {max_bytes!r}")
+    headers = _headers(values["headers"])
+    version = values["client_jobmon_version"]
+    if not isinstance(version, str) or not _VERSION.fullmatch(version):
+        raise ConfigurationError(
+            f"client_jobmon_version must be a version string like '3.6.0', got {version!r}"
+        )
+    verify = values["verify"]
+    if not isinstance(verify, bool | str | ssl.SSLContext):
+        raise ConfigurationError(
+            f"verify must be a bool, a CA-bundle path or an ssl.SSLContext, got"
+            f" {type(verify).__name__}"
+        )
+    repeat_safe = values["repeat_safe_queueing"]
+    if repeat_safe is None:
+        # Servers mounted under a versioned prefix (3.4+) answer a repeated
+        # queue_task_batch without a second task instance; 3.2 (routes at /)
+        # adds one per repeat (measured in its database).
+        repeat_safe = prefix != ""
+    elif not isinstance(repeat_safe, bool):
+        raise ConfigurationError(f"repeat_safe_queueing must be a bool or None, got {repeat_safe!r}")
+    max_connections, max_keepalive, expiry = _limits(values["limits"])
+    connection = ConnectionSettings(
+        scheme=scheme,
+        host=host,
+        port=port,
+        path=path,
+        route_prefix=prefix,
+        request_timeout=float(values["request_timeout"]),
+        max_response_bytes=max_bytes,
+        verify=verify,
+        headers=headers,
+        client_jobmon_version=version,
+        repeat_safe_queueing=repeat_safe,
+        max_connections=max_connections,
+        max_keepalive_connections=max_keepalive,
+        keepalive_expiry=expiry,
+    )
+    policy = RetryPolicy(
+        attempts=attempts,
+        timeout=float(values["retries_timeout"]),
+        wait_initial=float(values["wait_initial"]),
+        wait_max=float(values["wait_max"]),
+        wait_jitter=float(values["wait_jitter"]),
+        wait_exp_base=float(values["wait_exp_base"]),
+        retry_after_max=float(values["retry_after_max"]),
+    )
+    return connection, policy
+
+
+def _service_url(value: object) -> tuple[str, str, int, str]:
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        shown = value if not isinstance(value, str) else _masked(value)
+        raise ConfigurationError(f"service_url must be an http:// or https:// URL, got {shown!r}")
+    if _CONTROL_OR_SPACE.search(value):
+        raise ConfigurationError(
+            "service_url must not contain spaces or control characters (line breaks, tabs)"
+        )
+    parts = urlsplit(value)
+    if "@" in parts.netloc:
+        # Refused rather than masked: sync and async would otherwise need to
+        # agree on turning it into Basic auth, and it would sit in every repr.
+        raise ConfigurationError(
+            f"service_url must not carry a user name or password ({_masked(value)!r});"
+            " pass credentials as headers={'Authorization': ...}"
+        )
+    if parts.query or parts.fragment or "?" in value or "#" in value:
+        raise ConfigurationError(f"service_url must not have a query or fragment, got {value!r}")
+    hostname = parts.hostname or ""
+    host = f"[{hostname}]" if ":" in hostname else hostname
+    if not hostname or not _HOST.fullmatch(host):
+        raise ConfigurationError(f"service_url has no valid host name: {value!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigurationError(f"service_url has an invalid port (1-65535): {value!r}") from None
+    if port is None:
+        if parts.netloc.endswith(":"):
+            raise ConfigurationError(f"service_url has an empty port: {value!r}")
+        port = 443 if parts.scheme == "https" else 80
+    if not 1 <= port <= 65535:
+        raise ConfigurationError(f"service_url has an invalid port (1-65535): {value!r}")
+    path = _route_prefix(parts.path, name="the path of service_url")
+    return parts.scheme, host, port, path
+
+
+def _route_prefix(value: object, *, name: str = "route_prefix") -> str:
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{name} must be a str, got {type(value).__name__}")
+    if _CONTROL_OR_SPACE.search(value) or "?" in value or "#" in value:
+        raise ConfigurationError(
+            f"{name} must not contain spaces, control characters, '?' or '#', got {value!r}"
+        )
+    stripped = value.strip("/")
+    prefix = f"/{stripped}" if stripped else ""
+    segments = prefix.split("/")[1:]
+    if any(segment in ("", ".", "..") for segment in segments) or not _PREFIX.fullmatch(prefix):
+        raise ConfigurationError(
+            f"{name} must be a plain path like '/api/v3' (no '..', no empty segments),"
+            f" got {value!r}"
+        )
+    return prefix
+
+
+def _masked(url: str) -> str:
+    # As httpx shows a URL: the user name kept, the password replaced.
+    scheme, sep, rest = url.partition("://")
+    authority, slash, tail = rest.partition("/")
+    if "@" not in authority:
+        return url
+    userinfo, _, hostport = authority.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:[secure]@{hostport}{slash}{tail}"
+
+
+def _number(name: str, value: object, *, positive: bool) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+        or (positive and value == 0)
+    ):
+        need = "a positive" if positive else "a non-negative"
+        raise ConfigurationError(f"{name} must be {need} finite number, got {value!r}")
+
+
+def _headers(value: object) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"headers must be a mapping, got {type(value).__name__}")
+    pairs: list[tuple[str, str]] = []
+    for name, text in value.items():
+        # Refused here, at once and without echoing the value (it is often a
+        # token): sent, it would fail every call, differently in sync and async.
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise ConfigurationError(f"header name {name!r} is not a valid HTTP header name")
+        if not isinstance(text, str) or not _HEADER_VALUE.fullmatch(text):
+            raise ConfigurationError(
+                f"the value of header {name!r} must be printable ASCII without leading or"
+                " trailing whitespace or line breaks (value not shown)"
+            )
+        pairs.append((name, text))
+    return tuple(pairs)
+
+
+def _limits(value: object) -> tuple[int, int, float]:
+    if value is None:
+        return 100, 20, KEEPALIVE_EXPIRY
+    max_connections = getattr(value, "max_connections", None)
+    max_keepalive = getattr(value, "max_keepalive_connections", None)
+    expiry = getattr(value, "keepalive_expiry", None)
+    if not hasattr(value, "max_connections"):
+        raise ConfigurationError(f"limits must be an httpx.Limits, got {type(value).__name__}")
+    return (
+        int(max_connections) if isinstance(max_connections, int) else 100,
+        int(max_keepalive) if isinstance(max_keepalive, int) else 20,
+        # Never longer than the server keeps an idle connection (uvicorn: 5 s).
+        min(float(expiry), KEEPALIVE_EXPIRY) if isinstance(expiry, int | float) else KEEPALIVE_EXPIRY,
+    )
