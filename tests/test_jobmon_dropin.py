@@ -70,20 +70,30 @@ def served() -> Iterator[tuple[FakeJobmonServer, str]]:
 
 
 def test_a_jobmon_requester_becomes_ours_with_the_prefix_inside_the_url() -> None:
-    ours = dropin.requester_from_jobmon(
+    gateway = dropin.ServerGateway(
         jobmon_requester(
             "http://127.0.0.1:8000/api/v3", request_timeout=7, retries_attempts=4, retries_timeout=9
-        )
+        ),
+        2,
+        3,
     )
+    ours = gateway.requester
     assert ours.base_url == "http://127.0.0.1:8000/api/v3"
     assert ours.request_timeout == 7
     assert ours.retries_attempts == 4
     assert ours.retries_timeout == 9
+    # Under a versioned prefix the server is 3.4+: a repeated queue_task_batch is safe.
+    assert ours.connection.repeat_safe_queueing
 
 
-def test_a_requester_without_the_settings_is_a_configuration_error() -> None:
-    with pytest.raises(ConfigurationError, match="request_timeout"):
-        dropin.ServerGateway(SimpleNamespace(service_url="http://127.0.0.1:1"), 1, 1)
+def test_a_jobmon_requester_at_the_root_is_not_taken_for_a_repeat_safe_server() -> None:
+    gateway = dropin.ServerGateway(jobmon_requester("http://127.0.0.1:8000"), 2, 3)
+    assert not gateway.requester.connection.repeat_safe_queueing
+
+
+def test_a_requester_without_a_service_url_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="service_url"):
+        dropin.ServerGateway(SimpleNamespace(request_timeout=5), 1, 1)
 
 
 def test_retries_timeout_zero_is_one_attempt_then_a_runtime_error(
@@ -226,6 +236,15 @@ async def test_a_session_the_tests_forget_is_not_used_again(
     gateway.set_session(other)
     await other.close()
     assert (await gateway.log_heartbeat("R", 30.0)).status == "R"
+    # Forgetting an open session stops its use too.
+    third = aiohttp.ClientSession()
+    gateway.set_session(third)
+    gateway._session = None
+    try:
+        assert await gateway._ensure_session() is not third
+    finally:
+        await third.close()
+        await gateway.close()
 
 
 async def test_ensure_session_without_a_lent_one_is_owned_and_closed_by_close(

@@ -16,7 +16,8 @@ What the swarm needs from its gateway, and what this one does about it:
   with a Jobmon ``jobmon.core.requester.Requester``: any object with
   ``service_url`` (route prefix inside), ``request_timeout``,
   ``retries_attempts`` and ``retries_timeout`` is turned into a
-  :class:`jobmon_gateway.Requester` (Jobmon is never imported for that).
+  :class:`jobmon_gateway.Requester` with ``Requester.from_jobmon`` (Jobmon is
+  never imported for that).
 * ``run.py`` lends it an ``aiohttp.ClientSession`` with ``set_session`` and
   closes that session itself; the scheduler asks for it back with the
   private ``_ensure_session()`` to bind task resources on it.
@@ -38,9 +39,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from types import ModuleType
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
@@ -55,7 +58,6 @@ __all__ = [
     "ServerGateway",
     "install",
     "installed",
-    "requester_from_jobmon",
     "uninstall",
 ]
 
@@ -74,6 +76,7 @@ only for type checking and get their gateway handed in, so they need no patch.
 """
 
 _REFERENCE_MODULE = PATCHED_MODULES[0]
+_VERSIONED_PREFIX = re.compile(r"/api/v[0-9]+$")
 _REFERENCE_NAME = "ServerGateway"
 
 
@@ -97,42 +100,16 @@ class JobmonRequester(Protocol):
         """Most seconds for one call's retries; 0 means one attempt, then RuntimeError."""
 
 
-def requester_from_jobmon(jobmon_requester: JobmonRequester) -> Requester:
-    """Make a :class:`jobmon_gateway.Requester` with a Jobmon requester's settings.
-
-    Jobmon puts the route prefix inside ``service_url``
-    (``Requester.from_defaults`` joins them), so the URL is taken whole and
-    ``route_prefix`` is ``""``. ``retries_timeout=0`` keeps Jobmon's meaning:
-    one attempt, then :class:`~jobmon_gateway.RetryBudgetExhaustedError`
-    (a ``RuntimeError``, as Jobmon raises).
-
-    Raises:
-        ConfigurationError: a setting is missing or malformed.
-    """
-    try:
-        service_url = jobmon_requester.service_url
-        request_timeout = jobmon_requester.request_timeout
-        retries_attempts = jobmon_requester.retries_attempts
-        retries_timeout = jobmon_requester.retries_timeout
-    except AttributeError as exc:
-        raise ConfigurationError(
-            "a Jobmon requester needs service_url, request_timeout, retries_attempts and"
-            f" retries_timeout; {type(jobmon_requester).__name__} lacks {exc.name!r}"
-        ) from None
-    from_jobmon: Callable[[JobmonRequester], Requester] | None = getattr(
-        Requester, "from_jobmon", None
-    )
-    if from_jobmon is not None:
-        return from_jobmon(jobmon_requester)
-    # Until the core takes retries_timeout=0: one attempt means the same.
-    one_attempt = retries_timeout == 0
-    return Requester(
-        service_url,
-        route_prefix="",
-        request_timeout=request_timeout,
-        retries_attempts=1 if one_attempt else retries_attempts,
-        retries_timeout=1.0 if one_attempt else retries_timeout,
-    )
+def _from_jobmon(jobmon_requester: JobmonRequester) -> Requester:
+    # Jobmon puts the route prefix inside service_url, so the core sees
+    # route_prefix "" and would take the server for a 3.2 one, whose
+    # queue_task_batch is not safe to repeat. A Jobmon 3.6 swarm only talks to
+    # servers under a versioned prefix ("/api/v3"), which are.
+    path = urlsplit(str(getattr(jobmon_requester, "service_url", ""))).path.rstrip("/")
+    versioned = _VERSIONED_PREFIX.search(path) is not None
+    if versioned:
+        return Requester.from_jobmon(jobmon_requester, repeat_safe_queueing=True)
+    return Requester.from_jobmon(jobmon_requester)
 
 
 class _AiohttpSessions:
@@ -206,8 +183,11 @@ class ServerGateway(_gateway.ServerGateway):
       sync call closes the client it opened.
 
     Args:
-        requester: A :class:`jobmon_gateway.Requester`, or a Jobmon requester
-            (see :func:`requester_from_jobmon`).
+        requester: A :class:`jobmon_gateway.Requester`, or a Jobmon requester,
+            read by :meth:`jobmon_gateway.Requester.from_jobmon` (``service_url``
+            with the route prefix inside, ``request_timeout``, ``retries_attempts``,
+            ``retries_timeout``; ``retries_timeout=0`` is one attempt, then
+            :class:`~jobmon_gateway.RetryBudgetExhaustedError`, a ``RuntimeError``).
         workflow_id: The workflow (positive int).
         workflow_run_id: The workflow run (positive int).
 
@@ -222,7 +202,7 @@ class ServerGateway(_gateway.ServerGateway):
         workflow_id: int,
         workflow_run_id: int,
     ) -> None:
-        ours = requester if isinstance(requester, Requester) else requester_from_jobmon(requester)
+        ours = requester if isinstance(requester, Requester) else _from_jobmon(requester)
         super().__init__(ours, workflow_id, workflow_run_id)
         self._aiohttp = _AiohttpSessions()
 
@@ -271,7 +251,7 @@ class ServerGateway(_gateway.ServerGateway):
     def _give_core(self, session: aiohttp.ClientSession) -> None:
         sessions = self._aiohttp
         if sessions.in_core is not session:
-            super().set_session(session)  # type: ignore[arg-type]
+            super().set_session(session)
             sessions.in_core = session
 
     @contextlib.asynccontextmanager
