@@ -74,7 +74,7 @@ def jobmon_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if hasattr(tarfile, "data_filter"):
             tarball.extractall(root, filter="data")
         else:
-            tarball.extractall(root)  # noqa: S202 - our own shared test data
+            tarball.extractall(root)
     return root
 
 
