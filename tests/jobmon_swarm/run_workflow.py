@@ -3,17 +3,19 @@
 Usage, with the Python of a Jobmon 3.6 venv that has jobmon-gateway installed
 (``run_swarm_tests.sh`` makes one)::
 
-    python tests/jobmon_swarm/run_workflow.py [--tasks 300] [--gateway both|reference|dropin]
+    python tests/jobmon_swarm/run_workflow.py [--tasks 300] [--gateways reference,dropin]
 
 It starts the real 3.6 server (``/work/shared/jobmon-3.6/serve.py``, or
 ``$JOBMON36_SERVE``) on 127.0.0.1 with a fresh SQLite file, then for each
-gateway binds a new workflow of ``--tasks`` independent tasks plus one task
-downstream of all of them, runs it with the dummy distributor and times
-``workflow.run()``. Every task must end DONE: the script asks the server
-itself (a full ``task_status_updates`` through jobmon-gateway). It counts
-aiohttp's "Unclosed client session" reports and prints one JSON line per
-gateway; it exits 1 if a run does not end DONE, a task is not DONE, or a
-session was left open. The server is stopped at the end, whatever happens.
+gateway, in the order given, binds a new workflow of ``--tasks`` independent
+tasks plus one task downstream of all of them, runs it with the dummy
+distributor and times ``workflow.run()``. Every task must end DONE: the
+script asks the server itself (a full ``task_status_updates`` through
+jobmon-gateway). It counts aiohttp's "Unclosed client session" reports and
+prints one line per gateway, ``RESULT`` and a JSON object (Jobmon's own log
+lines share the output). It exits 1 if a run does not end DONE, a task is not
+DONE, or the drop-in left a session open. The server is stopped at the end,
+whatever happens.
 """
 
 from __future__ import annotations
@@ -154,7 +156,11 @@ def run_one(gateway: str, n_tasks: int, url: str) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=300, help="independent tasks (plus one)")
-    parser.add_argument("--gateway", choices=["both", "reference", "dropin"], default="both")
+    parser.add_argument(
+        "--gateways",
+        default="reference,dropin",
+        help="comma-separated, run in this order: reference (Jobmon's own), dropin",
+    )
     args = parser.parse_args()
 
     unclosed = UnclosedSessions()
@@ -163,7 +169,10 @@ def main() -> int:
     logging.getLogger("py.warnings").addHandler(unclosed)
     warnings.simplefilter("always", ResourceWarning)
 
-    gateways = ["reference", "dropin"] if args.gateway == "both" else [args.gateway]
+    gateways = args.gateways.split(",")
+    unknown = set(gateways) - {"reference", "dropin"}
+    if unknown:
+        parser.error(f"unknown gateways: {', '.join(sorted(unknown))}")
     failed = False
     with (
         tempfile.TemporaryDirectory(prefix="jobmon-swarm-") as folder,
@@ -176,7 +185,7 @@ def main() -> int:
             # aiohttp reports an unclosed session when it is collected.
             gc.collect()
             result["unclosed_client_sessions"] = unclosed.count - before
-            print(json.dumps(result), flush=True)
+            print("RESULT", json.dumps(result), flush=True)
             failed |= not result["all_done"] or result["run_status"] != "D"
             failed |= gateway == "dropin" and result["unclosed_client_sessions"] > 0
     return 1 if failed else 0

@@ -120,14 +120,16 @@ def test_a_workflow_runs_to_done_on_the_dropin(swarm_venv: Path) -> None:
             str(HERE / "run_workflow.py"),
             "--tasks",
             "30",
-            "--gateway",
+            "--gateways",
             "dropin",
         ],
         env={**venv_env(swarm_venv), "JOBMON36_SERVE": str(SHARED / "serve.py")},
         timeout=600,
     )
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    results = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert len(results) == 1, done.stdout[-4000:]
+    result = json.loads(results[0].removeprefix("RESULT "))
     assert result["gateway"] == "dropin"
     assert result["run_status"] == "D"
     assert result["tasks_by_status"] == {"D": 31}
