@@ -5,17 +5,18 @@ Usage, with the Python of a Jobmon 3.6 venv that has jobmon-gateway installed
 
     python tests/jobmon_swarm/run_workflow.py [--tasks 300] [--gateways reference,dropin]
 
-It starts the real 3.6 server (``/work/shared/jobmon-3.6/serve.py``, or
-``$JOBMON36_SERVE``) on 127.0.0.1 with a fresh SQLite file, then for each
-gateway, in the order given, binds a new workflow of ``--tasks`` independent
-tasks plus one task downstream of all of them, runs it with the dummy
-distributor and times ``workflow.run()``. Every task must end DONE: the
+For each gateway, in the order given (repeat one to time it again), it starts
+the real 3.6 server (``/work/shared/jobmon-3.6/serve.py``, or
+``$JOBMON36_SERVE``) on 127.0.0.1 with a fresh SQLite file, binds a workflow
+of ``--tasks`` independent tasks plus one task downstream of all of them,
+runs it with the dummy distributor and times ``workflow.run()``. Every task must end DONE: the
 script asks the server itself (a full ``task_status_updates`` through
 jobmon-gateway). It counts aiohttp's "Unclosed client session" reports and
 prints one line per gateway, ``RESULT`` and a JSON object (Jobmon's own log
 lines share the output). It exits 1 if a run does not end DONE, a task is not
 DONE, or the drop-in left a session open. The server is stopped at the end,
-whatever happens.
+whatever happens. Jobmon's client reads its settings when each workflow is
+made, so every run talks to its own server.
 """
 
 from __future__ import annotations
@@ -174,12 +175,14 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown gateways: {', '.join(sorted(unknown))}")
     failed = False
-    with (
-        tempfile.TemporaryDirectory(prefix="jobmon-swarm-") as folder,
-        jobmon_server(Path(folder)) as url,
-    ):
-        configure_client(url)
-        for gateway in gateways:
+    for gateway in gateways:
+        # A fresh server for every run: the same empty database each time, so
+        # that a later run does not pay for the rows of an earlier one.
+        with (
+            tempfile.TemporaryDirectory(prefix="jobmon-swarm-") as folder,
+            jobmon_server(Path(folder)) as url,
+        ):
+            configure_client(url)
             before = unclosed.count
             result = run_one(gateway, args.tasks, url)
             # aiohttp reports an unclosed session when it is collected.
