@@ -22,6 +22,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import aiohttp
+import httpx
 import psutil
 import pytest
 
@@ -261,6 +262,22 @@ async def test_ensure_session_without_a_lent_one_is_owned_and_closed_by_close(
     assert not session.closed
     await gateway.close()
     assert session.closed
+
+
+async def test_a_lent_httpx_client_is_used_and_not_replaced() -> None:
+    server = FakeJobmonServer()
+    run = server.add_workflow_run(status="R")
+    gateway = dropin.ServerGateway(
+        jobmon_requester("http://127.0.0.1:9/api/v3"), run.workflow_id, run.workflow_run_id
+    )
+    # Nothing listens on port 9: only the lent client's transport can answer.
+    async with httpx.AsyncClient(transport=server.async_transport()) as client:
+        gateway.set_session(client)
+        assert (await gateway.log_heartbeat("R", 30.0)).status == "R"
+        assert await gateway.get_workflow_concurrency() > 0
+        await gateway.close()
+        assert not client.is_closed
+    assert [r.name for r in server.requests] == ["log_heartbeat", "get_max_concurrently_running"]
 
 
 async def test_errors_stay_the_sdks(served: tuple[FakeJobmonServer, str]) -> None:

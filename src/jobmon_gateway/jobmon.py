@@ -112,26 +112,47 @@ def _from_jobmon(jobmon_requester: JobmonRequester) -> Requester:
     return Requester.from_jobmon(jobmon_requester)
 
 
-class _AiohttpSessions:
-    """The aiohttp sessions of one drop-in gateway (shared by its views).
+_AsyncClient = aiohttp.ClientSession | httpx.AsyncClient
 
-    ``lent`` is the caller's (never closed here); ``owned`` is the one
-    ``_ensure_session()`` made when none was lent (closed by ``close()``);
-    ``transient`` serves calls made with neither and is closed when the last
-    of them ends; ``in_core`` is the session the core gateway was last given.
+
+def _is_open(client: _AsyncClient | None) -> bool:
+    if client is None:
+        return False
+    if isinstance(client, aiohttp.ClientSession):
+        return not client.closed
+    return not client.is_closed
+
+
+class _AsyncSessions:
+    """The async clients of one drop-in gateway (shared by its views).
+
+    ``lent`` is the caller's (an aiohttp session, as the swarm lends, or an
+    ``httpx.AsyncClient``; never closed here); ``owned`` is the aiohttp
+    session ``_ensure_session()`` made when none was lent (closed by
+    ``close()``); ``transient`` (a client the requester makes, with its TLS
+    and pool settings) serves calls made with neither and is closed when the
+    last of them ends; ``in_core`` is what the core gateway was last given.
     """
 
     def __init__(self) -> None:
-        self.lent: aiohttp.ClientSession | None = None
+        self.lent: _AsyncClient | None = None
         self.owned: aiohttp.ClientSession | None = None
-        self.transient: aiohttp.ClientSession | None = None
+        self.transient: httpx.AsyncClient | None = None
         self.in_flight = 0
-        self.in_core: aiohttp.ClientSession | None = None
+        self.in_core: _AsyncClient | None = None
 
-    def usable(self) -> aiohttp.ClientSession | None:
-        for session in (self.lent, self.owned):
-            if session is not None and not session.closed:
-                return session
+    def for_calls(self) -> _AsyncClient | None:
+        """The open client calls go on: the lent one, else the owned session."""
+        for client in (self.lent, self.owned):
+            if _is_open(client):
+                return client
+        return None
+
+    def aiohttp_session(self) -> aiohttp.ClientSession | None:
+        """The open aiohttp session the swarm may bind resources on, if any."""
+        for client in (self.lent, self.owned):
+            if isinstance(client, aiohttp.ClientSession) and not client.closed:
+                return client
         return None
 
 
@@ -204,21 +225,21 @@ class ServerGateway(_gateway.ServerGateway):
     ) -> None:
         ours = requester if isinstance(requester, Requester) else _from_jobmon(requester)
         super().__init__(ours, workflow_id, workflow_run_id)
-        self._aiohttp = _AiohttpSessions()
+        self._async = _AsyncSessions()
 
     # -- sessions -------------------------------------------------------------
 
     def set_session(self, client: aiohttp.ClientSession | httpx.AsyncClient | httpx.Client) -> None:
         """Lend a session: an ``aiohttp.ClientSession`` (as the swarm does) or an httpx client.
 
-        A lent session is never closed here. Lending an aiohttp session
-        replaces a previously lent one (and an async httpx client).
+        A lent client is never closed here. An aiohttp session or an
+        ``httpx.AsyncClient`` replaces the async client lent before.
 
         Raises:
             InvalidRequestError: ``client`` is none of these.
         """
-        if isinstance(client, aiohttp.ClientSession):
-            self._aiohttp.lent = client
+        if isinstance(client, aiohttp.ClientSession | httpx.AsyncClient):
+            self._async.lent = client
             self._give_core(client)
             return
         super().set_session(client)
@@ -227,12 +248,12 @@ class ServerGateway(_gateway.ServerGateway):
     def _session(self) -> aiohttp.ClientSession | None:
         # The reference's attribute; Jobmon's swarm tests set it to None
         # after closing the session they lent, to forget it.
-        return self._aiohttp.usable()
+        return self._async.aiohttp_session()
 
     @_session.setter
     def _session(self, session: aiohttp.ClientSession | None) -> None:
         if session is None:
-            self._aiohttp.lent = None
+            self._async.lent = None
         else:
             self.set_session(session)
 
@@ -242,28 +263,28 @@ class ServerGateway(_gateway.ServerGateway):
         The lent session if it is open; otherwise one this gateway makes and
         owns, closed by :meth:`close`.
         """
-        sessions = self._aiohttp
-        session = sessions.usable()
+        sessions = self._async
+        session = sessions.aiohttp_session()
         if session is None:
             session = sessions.owned = aiohttp.ClientSession()
         return session
 
-    def _give_core(self, session: aiohttp.ClientSession) -> None:
-        sessions = self._aiohttp
+    def _give_core(self, session: _AsyncClient) -> None:
+        sessions = self._async
         if sessions.in_core is not session:
             super().set_session(session)
             sessions.in_core = session
 
     @contextlib.asynccontextmanager
     async def _call_session(self) -> AsyncIterator[None]:
-        sessions = self._aiohttp
-        session = sessions.usable()
-        if session is not None:
-            self._give_core(session)
+        sessions = self._async
+        client = sessions.for_calls()
+        if client is not None:
+            self._give_core(client)
             yield
             return
-        if sessions.transient is None or sessions.transient.closed:
-            sessions.transient = aiohttp.ClientSession()
+        if sessions.transient is None or sessions.transient.is_closed:
+            sessions.transient = self.requester.new_async_client()
         transient = sessions.transient
         self._give_core(transient)
         sessions.in_flight += 1
@@ -273,11 +294,11 @@ class ServerGateway(_gateway.ServerGateway):
             sessions.in_flight -= 1
             if sessions.in_flight == 0 and sessions.transient is transient:
                 sessions.transient = None
-                await transient.close()
+                await transient.aclose()
 
     async def close(self) -> None:
         """Close what this gateway opened (a lent session stays open)."""
-        sessions = self._aiohttp
+        sessions = self._async
         owned, sessions.owned = sessions.owned, None
         if owned is not None and not owned.closed:
             await owned.close()
