@@ -12,8 +12,9 @@
 #                  into it in editable mode with the test dependencies Jobmon's tests need)
 #   JOBMON_SHARED  the shared folder holding jobmon-3.6/ (default: ../shared beside the repo)
 #
-# Exits non-zero if a test fails, if the output reports an "Unclosed client session", or if the
-# workflow does not end with every task DONE. test_swarm_terminate is deselected: its sequential
+# Exits non-zero if a test fails, if the output reports an "Unclosed client session" (aiohttp's
+# ResourceWarning, hidden by Python's default filters, is shown with -W always::ResourceWarning), or
+# if the workflow does not end with every task DONE. test_swarm_terminate is deselected: its sequential
 # distributor runs `sleep 1000` and it hangs on these machines whatever the gateway.
 # Takes about 5 minutes for the tests and one more for the workflow on two cores.
 set -euo pipefail
@@ -48,6 +49,7 @@ status=0
   cd "$src"
   PATH="$venv/bin:$PATH" PYTHONPATH="$shared:$repo/tests/jobmon_swarm" \
     python -m pytest "${plugins[@]}" tests/integration/swarm -p no:cacheprovider \
+    -W always::ResourceWarning \
     --deselect tests/integration/swarm/test_swarm.py::test_swarm_terminate "$@"
 ) 2>&1 | tee "$log" || status=$?
 unclosed=$(grep -c "Unclosed client session" "$log" || true)
