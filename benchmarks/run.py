@@ -1,4 +1,4 @@
-"""The gateway SDK against the reference-style baseline and raw httpx, in one command.
+"""The gateway SDK against the reference-style baseline and the floor, in one command.
 
     .venv/bin/python benchmarks/run.py [--rounds N] [--quick] [--placement same|none|split]
                                        [--json OUT] [--strict]
@@ -7,17 +7,19 @@ Starts the canned loopback server (``server.py``), checks every answer once per 
 each case for the three sides in interleaved rounds and prints one table:
 
 * ``ours``: ``ServerGateway(Requester(url, route_prefix="/api/v3"), wf, wfr)`` methods, with
-  whatever transport the SDK uses by default (validated pydantic models, retry wrapper on);
+  whatever transport the SDK uses by default (validated pydantic models, retry course on);
 * ``baseline``: ``BaselineClient`` (``baseline.py``), written the way the reference client
   works: ``requests`` without a session for sync, one ``aiohttp`` session for async,
   ``json`` into dicts, client version 3.4.0;
-* ``raw httpx``: a client from the same ``Requester.new_async_client()`` / ``new_client()``,
-  the same requests built by hand (same URL, query, headers and body) and
-  ``json.loads(response.content)``, no validation: the SDK's own overhead is ours/raw.
+* ``floor``: ``Floor`` (``floor.py``), the SDK's own requests (same target, headers and body)
+  on the bare libraries: one kept-alive ``http.client.HTTPConnection`` for sync, one
+  ``aiohttp.ClientSession`` for async, ``json.loads`` for the small answers and msgspec's
+  typed decoders (``msgspec_models.py``, the same checks as the SDK's models) for the big
+  ones. Without msgspec the big answers have no floor, and the run says so.
 
 Every timed batch starts with ``gc.collect()``; within a round the sides run in A B C order,
 then C B A, and so on, so drift hits all sides alike. The table shows the median time per
-call (µs) or per operation (ms), ours/baseline and ours/raw with their goals, and PASS/MISS.
+call (µs) or per operation (ms), ours/baseline and ours/floor with their goals, and PASS/MISS.
 Peak memory of the large snapshot is measured in a fresh subprocess per side and round: the
 peak resident set (``VmHWM``, reset just before the call through ``/proc/self/clear_refs``)
 minus the resident set just before the call, so Rust allocations (pydantic-core) count too.
@@ -47,21 +49,21 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn
 
-import httpx
 from baseline import BaselineClient
+from floor import Floor, TypedDecoders, typed_decoders
 from server import ServerHandle, start_server
 
-from jobmon_gateway import Requester, ServerGateway, __version__
+from jobmon_gateway import Requester, ServerGateway
 
 PREFIX = "/api/v3"
 RUN_ID = 1  # heartbeats go to workflow run 1 (999 is the server's "missing" run)
 STATUS = "R"
 REPORT_INCREMENT = 30.0
-OURS, BASE, RAW = "ours", "baseline", "raw httpx"
-SIDES = (OURS, BASE, RAW)
-RAW_GOAL = 1.2  # ours / raw httpx on the same transport, every row
+OURS, BASE, FLOOR = "ours", "baseline", "floor"
+SIDES = (OURS, BASE, FLOOR)
 CONCURRENCY = 50
 US, MS = "us/call", "ms/op"
+NO_MSGSPEC = "msgspec is not installed: no floor for the big answers (pip install msgspec)"
 
 
 @dataclass(frozen=True)
@@ -104,17 +106,26 @@ class Case:
     ops: int  # operations per batch
     repeats: int  # batches per side per round
     goal_base: float | None  # ours / baseline goal (None: no goal)
+    goal_floor: float | None  # ours / floor goal (None: no goal)
     why: str  # what differs between the sides
+    # A side without a batch is not run (the floor of a big answer without msgspec).
     batches: dict[str, Callable[[], object]]
     # Untimed call on the same pool just before each batch: every batch starts on a live
-    # connection (an idle one expires after 5 s, and ours idle while the other sides run).
+    # connection (an idle one expires after 4-5 s, and each side idles while the others run).
     prime: dict[str, Callable[[], object]] = field(default_factory=dict)
     samples: dict[str, list[float]] = field(default_factory=dict)
+    # The client process's CPU time per operation (user + system, this process only): the
+    # waits for a CPU that the other processes on the machine cause do not count in it.
+    cpu: dict[str, list[float]] = field(default_factory=dict)
     wire: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
 
     @property
     def scale(self) -> float:
         return 1e6 if self.unit == US else 1e3
+
+    @property
+    def sides(self) -> tuple[str, ...]:
+        return tuple(side for side in SIDES if side in self.batches)
 
 
 def count_label(n: int) -> str:
@@ -140,14 +151,14 @@ def machine_info(requester: Requester | None = None) -> dict[str, Any]:
     packages: dict[str, str] = {}
     for dist in (
         "jobmon-gateway",
+        "h11",
         "httpx",
-        "httpcore",
-        "httpx-aiohttp",
         "aiohttp",
         "requests",
         "pydantic",
         "pydantic-core",
         "stamina",
+        "msgspec",
     ):
         try:
             packages[dist] = metadata.version(dist)
@@ -163,125 +174,10 @@ def machine_info(requester: Requester | None = None) -> dict[str, Any]:
         "packages": packages,
     }
     if requester is not None:
-        info["sdk_async_transport"] = _transport_name(requester.new_async_client())
-        info["sdk_sync_transport"] = _transport_name(requester.new_client())
+        # Making an exchange opens nothing: connections and sessions come on first use.
+        info["sdk_sync_exchange"] = type(requester.new_exchange()).__name__
+        info["sdk_async_exchange"] = type(requester.new_async_exchange()).__name__
     return info
-
-
-def _transport_name(client: httpx.AsyncClient | httpx.Client) -> str:
-    transport = getattr(client, "_transport", None)  # for the record only
-    if isinstance(client, httpx.Client):
-        client.close()
-    else:
-        asyncio.run(client.aclose())
-    kind = type(transport)
-    return f"{kind.__module__}.{kind.__qualname__}"
-
-
-# --------------------------------------------------------------------------- raw httpx
-
-
-class RawHttpx:
-    """The SDK's requests by hand, on clients from the same Requester; ``json.loads`` only."""
-
-    def __init__(self, requester: Requester) -> None:
-        self.base_url = requester.base_url
-        self.version = requester.client_jobmon_version
-        self.aclient = requester.new_async_client()
-        self.client = requester.new_client()
-        self._headers: dict[int, dict[str, str]] = {}
-
-    def headers(self, workflow_id: int) -> dict[str, str]:
-        found = self._headers.get(workflow_id)
-        if found is None:
-            context = {"workflow_id": workflow_id, "workflow_run_id": RUN_ID}
-            found = self._headers[workflow_id] = {
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-                "User-Agent": f"jobmon-gateway/{__version__}",
-                "X-Server-Structlog-Context": json.dumps(context),
-            }
-        return found
-
-    def build(
-        self,
-        client: httpx.AsyncClient | httpx.Client,
-        method: str,
-        route: str,
-        workflow_id: int,
-        query: dict[str, int] | None = None,
-        body: dict[str, Any] | None = None,
-    ) -> httpx.Request:
-        params: dict[str, str | int] = dict(query or {})
-        params["client_jobmon_version"] = self.version
-        content = None if method == "GET" else json.dumps(body or {}, separators=(",", ":"))
-        return client.build_request(
-            method,
-            self.base_url + route,
-            params=params,
-            content=None if content is None else content.encode(),
-            headers=self.headers(workflow_id),
-        )
-
-    async def call(
-        self,
-        method: str,
-        route: str,
-        workflow_id: int,
-        query: dict[str, int] | None = None,
-        body: dict[str, Any] | None = None,
-    ) -> Any:
-        request = self.build(self.aclient, method, route, workflow_id, query, body)
-        response = await self.aclient.send(request)
-        if response.status_code != 200:
-            raise RuntimeError(f"{method} {route} -> {response.status_code}")
-        return json.loads(response.content)
-
-    def call_sync(
-        self, method: str, route: str, workflow_id: int, body: dict[str, Any] | None = None
-    ) -> Any:
-        response = self.client.send(self.build(self.client, method, route, workflow_id, None, body))
-        if response.status_code != 200:
-            raise RuntimeError(f"{method} {route} -> {response.status_code}")
-        return json.loads(response.content)
-
-    async def log_heartbeat(self) -> str:
-        body = {"status": STATUS, "next_report_increment": REPORT_INCREMENT}
-        answer = await self.call("POST", f"/workflow_run/{RUN_ID}/log_heartbeat", 1, body=body)
-        return str(answer["status"])
-
-    def log_heartbeat_sync(self) -> str:
-        body = {"status": STATUS, "next_report_increment": REPORT_INCREMENT}
-        answer = self.call_sync("POST", f"/workflow_run/{RUN_ID}/log_heartbeat", 1, body)
-        return str(answer["status"])
-
-    async def snapshot(self, workflow_id: int) -> dict[str, Any]:
-        route = f"/workflow/{workflow_id}/task_status_updates"
-        answer: dict[str, Any] = await self.call("POST", route, workflow_id, body={})
-        return answer
-
-    async def downstream(self, task_ids: list[int], dag_id: int) -> dict[str, Any]:
-        body = {"task_ids": task_ids, "dag_id": dag_id}
-        answer: dict[str, Any] = await self.call("POST", "/task/get_downstream_tasks", 1, body=body)
-        return answer
-
-    async def all_tasks(self, workflow_id: int, chunk_size: int) -> dict[int, list[Any]]:
-        tasks: dict[int, list[Any]] = {}
-        max_task_id = 0
-        while True:
-            query = {"max_task_id": max_task_id, "chunk_size": chunk_size}
-            answer = await self.call(
-                "GET", f"/workflow/get_tasks/{workflow_id}", workflow_id, query=query
-            )
-            chunk = answer["tasks"]
-            if not chunk:
-                return tasks
-            tasks.update((int(k), row) for k, row in chunk.items())
-            max_task_id = max(int(k) for k in chunk)
-
-    async def aclose(self) -> None:
-        await self.aclient.aclose()
-        self.client.close()
 
 
 async def all_tasks_ours(gateway: ServerGateway, chunk_size: int) -> dict[int, Any]:
@@ -354,7 +250,7 @@ class _CaptureHandler(BaseHTTPRequestHandler):
 
 
 def request_parity(chunk: int) -> list[str]:
-    """Send the same calls through the SDK and by hand to a capture server; list differences.
+    """Send the same calls through the SDK and the floor to a capture server; list differences.
 
     Compared on the wire (method, target, every header, body), so it holds whatever path the
     SDK takes inside its transport. Empty: the requests are identical.
@@ -365,24 +261,24 @@ def request_parity(chunk: int) -> list[str]:
     url = f"http://127.0.0.1:{capture.server_address[1]}"
     requester = Requester(url, route_prefix=PREFIX, retries_attempts=1)
     gateway = ServerGateway(requester, 1, RUN_ID)
-    raw = RawHttpx(requester)
+    floor = Floor(url, PREFIX, RUN_ID)
+    query = {"max_task_id": 0, "chunk_size": chunk}
 
     async def calls() -> None:
-        await gateway.log_heartbeat(STATUS, REPORT_INCREMENT)
-        await raw.log_heartbeat()
-        await gateway.get_tasks(0, chunk)
-        await raw.call(
-            "GET", "/workflow/get_tasks/1", 1, query={"max_task_id": 0, "chunk_size": chunk}
-        )
-        await gateway.close()
-        await raw.aclose()
+        async with floor:
+            await gateway.log_heartbeat(STATUS, REPORT_INCREMENT)
+            await floor.log_heartbeat(STATUS, REPORT_INCREMENT)
+            await gateway.get_tasks(0, chunk)
+            await floor.call("GET", floor.route("/workflow/get_tasks/1", query), 1)
+            await gateway.close()
 
     try:
         gateway.log_heartbeat_sync(STATUS, REPORT_INCREMENT)
-        raw.log_heartbeat_sync()
+        floor.log_heartbeat_sync(STATUS, REPORT_INCREMENT)
         asyncio.run(calls())
     finally:
         gateway.close_sync()
+        floor.close_sync()
         capture.shutdown()
         capture.server_close()
     seen = capture.seen
@@ -392,12 +288,12 @@ def request_parity(chunk: int) -> list[str]:
     problems: list[str] = []
     for name, ours, mine in zip(names, seen[::2], seen[1::2], strict=True):
         if ours[:2] != mine[:2]:
-            problems.append(f"{name}: SDK {ours[0]} {ours[1]}, raw {mine[0]} {mine[1]}")
+            problems.append(f"{name}: SDK {ours[0]} {ours[1]}, floor {mine[0]} {mine[1]}")
         for header in sorted(ours[2].keys() | mine[2].keys()):
             values = {ours[2].get(header), mine[2].get(header)}
             if len(values) > 1 and not (header == "connection" and values <= _KEEP_ALIVE):
                 problems.append(
-                    f"{name}: {header}: SDK {ours[2].get(header)!r}, raw {mine[2].get(header)!r}"
+                    f"{name}: {header}: SDK {ours[2].get(header)!r}, floor {mine[2].get(header)!r}"
                 )
         if ours[3] != mine[3]:
             problems.append(f"{name}: bodies differ: {ours[3][:80]!r} vs {mine[3][:80]!r}")
@@ -429,10 +325,10 @@ def _reset_peak() -> bool:
 
 async def memory_child(side: str, url: str, n: int, warm: int) -> dict[str, Any]:
     """Run in a fresh process: peak RSS growth of one ``n``-task snapshot on ``side``."""
-    requester = Requester(url, route_prefix=PREFIX)
     fetch: Callable[[], Awaitable[int]]
     closers: list[Callable[[], Awaitable[None]]] = []
     if side == OURS:
+        requester = Requester(url, route_prefix=PREFIX)
         big = ServerGateway(requester, n, RUN_ID)
         small = ServerGateway(requester, warm, RUN_ID)
         closers += [big.close, small.close]
@@ -458,16 +354,17 @@ async def memory_child(side: str, url: str, n: int, warm: int) -> dict[str, Any]
 
         fetch = fetch_base
     else:
-        raw = RawHttpx(requester)
-        closers.append(raw.aclose)
+        floor = Floor(url, PREFIX, RUN_ID, typed=typed_decoders())
+        await floor.__aenter__()
+        closers.append(floor.__aexit__)
         for _ in range(2):
-            await raw.snapshot(warm)
+            await floor.snapshot(warm)
 
-        async def fetch_raw() -> int:
-            answer = await raw.snapshot(n)
-            return sum(map(len, answer["tasks_by_status"].values()))
+        async def fetch_floor() -> int:
+            answer = await floor.snapshot(n)
+            return sum(map(len, answer.tasks_by_status.values()))
 
-        fetch = fetch_raw
+        fetch = fetch_floor
     gc.collect()
     reset = _reset_peak()
     before = _proc_status_kb("VmRSS") or 0
@@ -511,26 +408,35 @@ def run_memory_child(side: str, url: str, sizes: Sizes) -> dict[str, Any]:
 
 
 class Bench:
-    def __init__(self, srv: ServerHandle, sizes: Sizes, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        srv: ServerHandle,
+        sizes: Sizes,
+        loop: asyncio.AbstractEventLoop,
+        typed: TypedDecoders | None,
+    ) -> None:
         self.srv = srv
         self.sizes = sizes
         self.loop = loop
+        self.typed = typed
         self.requester = Requester(srv.url, route_prefix=PREFIX)
         self.gw = ServerGateway(self.requester, 1, RUN_ID)
         self.gw_small = ServerGateway(self.requester, sizes.snap_small, RUN_ID)
         self.gw_big = ServerGateway(self.requester, sizes.snap_big, RUN_ID)
         self.gw_tasks = ServerGateway(self.requester, sizes.pages_n, RUN_ID)
         self.base = BaselineClient(srv.base_url)
-        self.raw = RawHttpx(self.requester)
+        self.floor = Floor(srv.url, PREFIX, RUN_ID, typed=typed)
         self.ids = list(range(1, sizes.downstream + 1))
         loop.run_until_complete(self.base.__aenter__())
+        loop.run_until_complete(self.floor.__aenter__())
 
     def close(self) -> None:
         run = self.loop.run_until_complete
         for gateway in (self.gw, self.gw_small, self.gw_big, self.gw_tasks):
             run(gateway.close())
         run(self.base.__aexit__())
-        run(self.raw.aclose())
+        run(self.floor.__aexit__())
+        self.floor.close_sync()
 
     # ---- batches: each returns a no-argument callable that runs one batch
 
@@ -553,8 +459,13 @@ class Bench:
 
     def cases(self) -> list[Case]:
         s = self.sizes
-        gw, base, raw = self.gw, self.base, self.raw
+        gw, base, floor = self.gw, self.base, self.floor
         repeat, concurrent = self.repeat, self.concurrent
+        typed = self.typed is not None
+
+        def big(batches: dict[str, Callable[[], object]]) -> dict[str, Callable[[], object]]:
+            # The big answers' floor decodes with msgspec: none without it.
+            return batches if typed else {k: v for k, v in batches.items() if k != FLOOR}
 
         def sync_batch(call: Callable[[], object]) -> Callable[[], object]:
             def batch() -> None:
@@ -569,15 +480,23 @@ class Bench:
         def base_heartbeat() -> Awaitable[object]:
             return base.log_heartbeat_async(RUN_ID)
 
+        def floor_heartbeat() -> Awaitable[object]:
+            return floor.log_heartbeat(STATUS, REPORT_INCREMENT)
+
         def ours_prime(gateway: ServerGateway) -> Callable[[], object]:
             return repeat(1, lambda: gateway.log_heartbeat(STATUS, REPORT_INCREMENT))
 
         async_prime = {
             OURS: ours_prime(gw),
             BASE: repeat(1, base_heartbeat),
-            RAW: repeat(1, raw.log_heartbeat),
+            FLOOR: repeat(1, floor_heartbeat),
         }
-        small, big = count_label(s.snap_small), count_label(s.snap_big)
+        small_label, big_label = count_label(s.snap_small), count_label(s.snap_big)
+        typed_why = (
+            "; floor: aiohttp + msgspec typed decoder (the same checks)"
+            if typed
+            else f"; floor: none ({NO_MSGSPEC})"
+        )
 
         def snapshot_case(
             key: str, label: str, size: int, ops: int, gateway: ServerGateway
@@ -589,12 +508,16 @@ class Bench:
                 ops=ops,
                 repeats=s.repeats_heavy,
                 goal_base=1.0,
-                why="ours validates every id and status letter; the others json.loads",
-                batches={
-                    OURS: repeat(ops, gateway.get_task_status_updates),
-                    BASE: repeat(ops, lambda: base.get_task_status_updates_async(size)),
-                    RAW: repeat(ops, lambda: raw.snapshot(size)),
-                },
+                goal_floor=1.3,
+                why="ours validates every id, status letter and the time; baseline json.loads"
+                + typed_why,
+                batches=big(
+                    {
+                        OURS: repeat(ops, gateway.get_task_status_updates),
+                        BASE: repeat(ops, lambda: base.get_task_status_updates_async(size)),
+                        FLOOR: repeat(ops, lambda: floor.snapshot(size)),
+                    }
+                ),
                 prime={**async_prime, OURS: ours_prime(gateway)},
             )
 
@@ -607,15 +530,17 @@ class Bench:
                 ops=s.hb_sync_calls,
                 repeats=s.repeats_light,
                 goal_base=0.5,
-                why="baseline opens a new connection per call (requests, no session)",
+                goal_floor=1.5,
+                why="baseline opens a new connection per call (requests, no session);"
+                " floor: one kept-alive http.client connection, json.loads",
                 batches={
                     OURS: sync_batch(lambda: gw.log_heartbeat_sync(STATUS, REPORT_INCREMENT)),
                     BASE: sync_batch(lambda: base.log_heartbeat(RUN_ID)),
-                    RAW: sync_batch(raw.log_heartbeat_sync),
+                    FLOOR: sync_batch(lambda: floor.log_heartbeat_sync(STATUS, REPORT_INCREMENT)),
                 },
                 prime={
                     OURS: lambda: gw.log_heartbeat_sync(STATUS, REPORT_INCREMENT),
-                    RAW: raw.log_heartbeat_sync,
+                    FLOOR: lambda: floor.log_heartbeat_sync(STATUS, REPORT_INCREMENT),
                 },
             ),
             Case(
@@ -625,11 +550,12 @@ class Bench:
                 ops=s.hb_async_calls,
                 repeats=s.repeats_light,
                 goal_base=1.0,
-                why="per-request cost of each async stack",
+                goal_floor=1.1,
+                why="per-request cost of each async stack; floor: one aiohttp session, json.loads",
                 batches={
                     OURS: repeat(s.hb_async_calls, ours_heartbeat),
                     BASE: repeat(s.hb_async_calls, base_heartbeat),
-                    RAW: repeat(s.hb_async_calls, raw.log_heartbeat),
+                    FLOOR: repeat(s.hb_async_calls, floor_heartbeat),
                 },
                 prime=async_prime,
             ),
@@ -640,16 +566,20 @@ class Bench:
                 ops=CONCURRENCY * s.conc_each,
                 repeats=s.repeats_light,
                 goal_base=0.8,
-                why="pools under load (ours and raw: the Requester's default limits)",
+                goal_floor=1.1,
+                why="pools under load (ours: the Requester's default limits; floor and"
+                " baseline: aiohttp's)",
                 batches={
                     OURS: concurrent(s.conc_each, ours_heartbeat),
                     BASE: concurrent(s.conc_each, base_heartbeat),
-                    RAW: concurrent(s.conc_each, raw.log_heartbeat),
+                    FLOOR: concurrent(s.conc_each, floor_heartbeat),
                 },
                 prime=async_prime,
             ),
-            snapshot_case("snapshot_small", small, s.snap_small, s.snap_small_ops, self.gw_small),
-            snapshot_case("snapshot_big", big, s.snap_big, s.snap_big_ops, self.gw_big),
+            snapshot_case(
+                "snapshot_small", small_label, s.snap_small, s.snap_small_ops, self.gw_small
+            ),
+            snapshot_case("snapshot_big", big_label, s.snap_big, s.snap_big_ops, self.gw_big),
             Case(
                 key="downstream",
                 title=f"downstream map {count_label(s.downstream)} (async)",
@@ -657,15 +587,18 @@ class Bench:
                 ops=1,
                 repeats=s.repeats_heavy,
                 goal_base=0.3,
-                why="ours and raw announce 3.6.0 (ids as JSON lists); baseline 3.4.0"
-                " (ids as JSON strings, json.loads per row)",
-                batches={
-                    OURS: repeat(1, lambda: gw.get_downstream_tasks(self.ids, s.downstream)),
-                    BASE: repeat(
-                        1, lambda: base.get_downstream_tasks_async(self.ids, s.downstream)
-                    ),
-                    RAW: repeat(1, lambda: raw.downstream(self.ids, s.downstream)),
-                },
+                goal_floor=1.5,
+                why="ours and floor announce 3.6.0 (ids as JSON lists); baseline 3.4.0"
+                " (ids as JSON strings, json.loads per row)" + typed_why,
+                batches=big(
+                    {
+                        OURS: repeat(1, lambda: gw.get_downstream_tasks(self.ids, s.downstream)),
+                        BASE: repeat(
+                            1, lambda: base.get_downstream_tasks_async(self.ids, s.downstream)
+                        ),
+                        FLOOR: repeat(1, lambda: floor.downstream(self.ids, s.downstream)),
+                    }
+                ),
                 prime=async_prime,
             ),
             Case(
@@ -675,13 +608,18 @@ class Bench:
                 ops=1,
                 repeats=1,
                 goal_base=None,
+                goal_floor=1.3,
                 why="ours turns every row into a TaskMetadata (Python-literal fields parsed);"
-                " the others keep the raw rows",
-                batches={
-                    OURS: repeat(1, lambda: all_tasks_ours(self.gw_tasks, s.chunk)),
-                    BASE: repeat(1, lambda: base.get_tasks_async(s.pages_n, s.chunk)),
-                    RAW: repeat(1, lambda: raw.all_tasks(s.pages_n, s.chunk)),
-                },
+                " baseline keeps the raw rows"
+                + typed_why
+                + (", literal fields parsed (cached) and copied" if typed else ""),
+                batches=big(
+                    {
+                        OURS: repeat(1, lambda: all_tasks_ours(self.gw_tasks, s.chunk)),
+                        BASE: repeat(1, lambda: base.get_tasks_async(s.pages_n, s.chunk)),
+                        FLOOR: repeat(1, lambda: floor.all_tasks(s.pages_n, s.chunk)),
+                    }
+                ),
                 prime={**async_prime, OURS: ours_prime(self.gw_tasks)},
             ),
         ]
@@ -690,64 +628,86 @@ class Bench:
 
     def check(self) -> None:
         s, run = self.sizes, self.loop.run_until_complete
-        gw, base, raw = self.gw, self.base, self.raw
+        gw, base, floor = self.gw, self.base, self.floor
         if str(gw.log_heartbeat_sync(STATUS, REPORT_INCREMENT).status) != STATUS:
             _fail("ours: sync heartbeat")
-        if base.log_heartbeat(RUN_ID) != STATUS or raw.log_heartbeat_sync() != STATUS:
-            _fail("baseline/raw: sync heartbeat")
+        if (
+            base.log_heartbeat(RUN_ID) != STATUS
+            or floor.log_heartbeat_sync(STATUS, REPORT_INCREMENT) != STATUS
+        ):
+            _fail("baseline/floor: sync heartbeat")
         if str(run(gw.log_heartbeat(STATUS, REPORT_INCREMENT)).status) != STATUS:
             _fail("ours: async heartbeat")
-        if run(base.log_heartbeat_async(RUN_ID)) != STATUS or run(raw.log_heartbeat()) != STATUS:
-            _fail("baseline/raw: async heartbeat")
+        if (
+            run(base.log_heartbeat_async(RUN_ID)) != STATUS
+            or run(floor.log_heartbeat(STATUS, REPORT_INCREMENT)) != STATUS
+        ):
+            _fail("baseline/floor: async heartbeat")
+        typed = self.typed is not None
         for n, ours_gw in ((s.snap_small, self.gw_small), (s.snap_big, self.gw_big)):
             got = run(ours_gw.get_task_status_updates())
+            base_got = run(base.get_task_status_updates_async(n))["tasks_by_status"]
             counts = {
                 OURS: sum(map(len, got.tasks_by_status.values())),
-                BASE: sum(
-                    map(len, run(base.get_task_status_updates_async(n))["tasks_by_status"].values())
-                ),
-                RAW: sum(map(len, run(raw.snapshot(n))["tasks_by_status"].values())),
+                BASE: sum(map(len, base_got.values())),
             }
+            if typed:
+                floor_got = run(floor.snapshot(n))
+                counts[FLOOR] = sum(map(len, floor_got.tasks_by_status.values()))
+                if floor_got.time != got.time or floor_got.tasks_by_status != got.tasks_by_status:
+                    _fail(f"snapshot {n}: floor and ours decode differently")
             if set(counts.values()) != {n}:
                 _fail(f"snapshot {n}: ids per side {counts}")
         ours_dn = run(gw.get_downstream_tasks(self.ids, s.downstream)).downstream_tasks
         base_dn = run(base.get_downstream_tasks_async(self.ids, s.downstream))
-        raw_dn = run(raw.downstream(self.ids, s.downstream))["downstream_tasks"]
-        if not (len(ours_dn) == len(base_dn) == len(raw_dn) == s.downstream):
+        if not (len(ours_dn) == len(base_dn) == s.downstream):
             _fail("downstream sizes")
-        if (
-            tuple(ours_dn[1]) != (101, [102, 103])
-            or base_dn[1] != [101, [102, 103]]
-            or raw_dn["1"] != [101, [102, 103]]
-        ):
-            _fail(f"downstream row 1: {ours_dn[1]} / {base_dn[1]} / {raw_dn['1']}")
+        if tuple(ours_dn[1]) != (101, [102, 103]) or base_dn[1] != [101, [102, 103]]:
+            _fail(f"downstream row 1: {ours_dn[1]} / {base_dn[1]}")
+        if typed:
+            floor_dn = run(floor.downstream(self.ids, s.downstream))
+            if floor_dn != {task: tuple(row) for task, row in ours_dn.items()}:
+                _fail("downstream: floor and ours decode differently")
         pages = s.pages_n // s.chunk + 1
-        for side, job in (
+        jobs: list[tuple[str, Callable[[], Awaitable[dict[int, Any]]]]] = [
             (OURS, lambda: all_tasks_ours(self.gw_tasks, s.chunk)),
             (BASE, lambda: base.get_tasks_async(s.pages_n, s.chunk)),
-            (RAW, lambda: raw.all_tasks(s.pages_n, s.chunk)),
-        ):
+        ]
+        if typed:
+            jobs.append((FLOOR, lambda: floor.all_tasks(s.pages_n, s.chunk)))
+        found: dict[str, dict[int, Any]] = {}
+        for side, job in jobs:
             self.srv.reset()
-            tasks = run(job())
+            tasks = found[side] = run(job())
             requests = self.srv.stats()["requests"]
             if len(tasks) != s.pages_n or min(tasks) != 1 or requests != pages:
                 _fail(f"{side}: paging got {len(tasks)} tasks in {requests} requests")
+        if typed:
+            ours_row, floor_row = found[OURS][1], found[FLOOR][1]
+            fields = type(ours_row).model_fields
+            if [getattr(ours_row, name) for name in fields] != [
+                getattr(floor_row, name) for name in fields
+            ]:
+                _fail(f"paging: row 1 differs: {ours_row!r} / {floor_row!r}")
         for case in self.cases():  # open the concurrent pools
             if case.key == "heartbeat_concurrent":
                 for batch in case.batches.values():
                     batch()
 
 
-def measure(bench: Bench, cases: list[Case], rounds: int) -> list[dict[str, Any]]:
+def measure(
+    bench: Bench, cases: list[Case], rounds: int, memory_sides: tuple[str, ...]
+) -> list[dict[str, Any]]:
     srv = bench.srv
     memory: list[dict[str, Any]] = []
     for case in cases:
-        case.samples = {side: [] for side in SIDES}
-        case.wire = {side: [] for side in SIDES}
+        case.samples = {side: [] for side in case.sides}
+        case.cpu = {side: [] for side in case.sides}
+        case.wire = {side: [] for side in case.sides}
     for round_no in range(rounds):
         for case in cases:
             for rep in range(case.repeats):
-                order = SIDES if (round_no + rep) % 2 == 0 else SIDES[::-1]
+                order = case.sides if (round_no + rep) % 2 == 0 else case.sides[::-1]
                 for side in order:
                     batch = case.batches[side]
                     prime = case.prime.get(side)
@@ -755,14 +715,15 @@ def measure(bench: Bench, cases: list[Case], rounds: int) -> list[dict[str, Any]
                         prime()
                     srv.reset()
                     gc.collect()
-                    start = time.perf_counter()
+                    start, cpu_start = time.perf_counter(), time.process_time()
                     batch()
                     elapsed = time.perf_counter() - start
+                    cpu = time.process_time() - cpu_start
                     stats = srv.stats()
                     case.samples[side].append(elapsed / case.ops * case.scale)
+                    case.cpu[side].append(cpu / case.ops * case.scale)
                     case.wire[side].append((stats["requests"], stats["connections"]))
-        order = SIDES if round_no % 2 == 0 else SIDES[::-1]
-        for side in order:
+        for side in memory_sides if round_no % 2 == 0 else memory_sides[::-1]:
             memory.append(run_memory_child(side, srv.url, bench.sizes))
         print(f"  round {round_no + 1}/{rounds} done", file=sys.stderr, flush=True)
     return memory
@@ -771,9 +732,11 @@ def measure(bench: Bench, cases: list[Case], rounds: int) -> list[dict[str, Any]
 # --------------------------------------------------------------------------- report
 
 
-def verdict(ratio: float, goal: float | None, quick: bool) -> str:
+def verdict(ratio: float | None, goal: float | None, quick: bool, missing: str = "-") -> str:
     if goal is None:
         return "-"
+    if ratio is None:
+        return missing
     if quick:
         return "skip"
     if ratio <= goal:
@@ -795,7 +758,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right_from: int
     return "\n".join([line(headers), rule, *(line(row) for row in rows)])
 
 
-def fmt(value: float) -> str:
+def fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
     if value >= 100:
         return f"{value:,.0f}"
     if value >= 10:
@@ -807,13 +772,19 @@ def spread(ratios: Sequence[float]) -> str:
     return f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
 
 
+def _ratio(med: dict[str, float], other: str) -> float | None:
+    value = med.get(other)
+    return med[OURS] / value if value else None
+
+
 def summarize(
     cases: list[Case], memory: list[dict[str, Any]], sizes: Sizes, quick: bool
 ) -> tuple[list[dict[str, Any]], list[list[str]]]:
     results: list[dict[str, Any]] = []
     rows: list[list[str]] = []
     for case in cases:
-        med = {side: statistics.median(case.samples[side]) for side in SIDES}
+        med = {side: statistics.median(case.samples[side]) for side in case.sides}
+        cpu = {side: statistics.median(case.cpu[side]) for side in case.sides}
         results.append(
             {
                 "key": case.key,
@@ -822,14 +793,22 @@ def summarize(
                 "median": med,
                 "samples": case.samples,
                 "goal_base": case.goal_base,
-                "goal_raw": RAW_GOAL,
-                "ratio_base": med[OURS] / med[BASE],
-                "ratio_raw": med[OURS] / med[RAW],
-                "wire": {side: [list(pair) for pair in case.wire[side]] for side in SIDES},
+                "goal_floor": case.goal_floor,
+                "ratio_base": _ratio(med, BASE),
+                "ratio_floor": _ratio(med, FLOOR),
+                "cpu_median": cpu,
+                "cpu_samples": case.cpu,
+                "cpu_ratio_base": _ratio(cpu, BASE),
+                "cpu_ratio_floor": _ratio(cpu, FLOOR),
+                "wire": {side: [list(pair) for pair in pairs] for side, pairs in case.wire.items()},
                 "why": case.why,
             }
         )
-    mem = {side: [m["peak_delta_kb"] / 1024 for m in memory if m["side"] == side] for side in SIDES}
+    mem = {
+        side: values
+        for side in SIDES
+        if (values := [m["peak_delta_kb"] / 1024 for m in memory if m["side"] == side])
+    }
     mem_med = {side: statistics.median(values) for side, values in mem.items()}
     results.append(
         {
@@ -839,40 +818,65 @@ def summarize(
             "median": mem_med,
             "samples": mem,
             "goal_base": 1.0,
-            "goal_raw": RAW_GOAL,
-            "ratio_base": mem_med[OURS] / mem_med[BASE] if mem_med[BASE] else float("nan"),
-            "ratio_raw": mem_med[OURS] / mem_med[RAW] if mem_med[RAW] else float("nan"),
+            "goal_floor": None,
+            "ratio_base": _ratio(mem_med, BASE),
+            "ratio_floor": _ratio(mem_med, FLOOR),
             "children": memory,
-            "why": "fresh process per side and round; VmHWM minus RSS before the call",
+            "why": "fresh process per side and round; VmHWM minus RSS before the call"
+            " (growth of the resident set while the answer is read and decoded)",
         }
     )
     for result in results:
         med, samples = result["median"], result["samples"]
-        ratio_base, ratio_raw = result["ratio_base"], result["ratio_raw"]
         # Samples of one slot (round, repeat) ran back to back: their ratios show the spread.
-        for other, name in ((BASE, "pairs_base"), (RAW, "pairs_raw")):
-            result[name] = [a / b for a, b in zip(samples[OURS], samples[other], strict=True) if b]
-        result["verdict_base"] = verdict(ratio_base, result["goal_base"], quick)
-        result["verdict_raw"] = verdict(ratio_raw, RAW_GOAL, quick)
-        goal_base = result["goal_base"]
+        for other, name in ((BASE, "pairs_base"), (FLOOR, "pairs_floor")):
+            result[name] = [
+                a / b for a, b in zip(samples[OURS], samples.get(other, []), strict=False) if b
+            ]
+        result["verdict_base"] = verdict(result["ratio_base"], result["goal_base"], quick)
+        result["verdict_floor"] = verdict(
+            result["ratio_floor"], result["goal_floor"], quick, missing="skip: no msgspec"
+        )
+        goal_base, goal_floor = result["goal_base"], result["goal_floor"]
+        ratio_base, ratio_floor = result["ratio_base"], result["ratio_floor"]
         rows.append(
             [
                 result["title"],
                 result["unit"],
                 fmt(med[OURS]),
-                fmt(med[BASE]),
-                fmt(med[RAW]),
-                f"{ratio_base:.2f}",
+                fmt(med.get(BASE)),
+                fmt(med.get(FLOOR)),
+                "-" if ratio_base is None else f"{ratio_base:.2f}",
                 spread(result["pairs_base"]),
                 "-" if goal_base is None else f"<= {goal_base:g}",
                 result["verdict_base"],
-                f"{ratio_raw:.2f}",
-                spread(result["pairs_raw"]),
-                f"<= {RAW_GOAL:g}",
-                result["verdict_raw"],
+                "-" if ratio_floor is None else f"{ratio_floor:.2f}",
+                spread(result["pairs_floor"]),
+                "-" if goal_floor is None else f"<= {goal_floor:g}",
+                result["verdict_floor"],
             ]
         )
     return results, rows
+
+
+def cpu_rows(results: list[dict[str, Any]]) -> list[list[str]]:
+    rows: list[list[str]] = []
+    for result in results:
+        cpu = result.get("cpu_median")
+        if cpu is None:
+            continue
+        ratios = (result["cpu_ratio_base"], result["cpu_ratio_floor"])
+        rows.append(
+            [
+                result["title"],
+                result["unit"],
+                fmt(cpu[OURS]),
+                fmt(cpu.get(BASE)),
+                fmt(cpu.get(FLOOR)),
+                *("-" if ratio is None else f"{ratio:.2f}" for ratio in ratios),
+            ]
+        )
+    return rows
 
 
 def wire_rows(cases: list[Case], sizes: Sizes, quick: bool) -> tuple[list[list[str]], bool]:
@@ -880,7 +884,7 @@ def wire_rows(cases: list[Case], sizes: Sizes, quick: bool) -> tuple[list[list[s
     paging_ok = True
     for case in cases:
         per_op: dict[str, tuple[float, float]] = {}
-        for side in SIDES:
+        for side in case.sides:
             pairs = case.wire[side]
             requests = statistics.median(p[0] for p in pairs) / case.ops
             connections = statistics.median(p[1] for p in pairs) / case.ops
@@ -895,8 +899,8 @@ def wire_rows(cases: list[Case], sizes: Sizes, quick: bool) -> tuple[list[list[s
         rows.append(
             [
                 case.title,
-                " / ".join(f"{per_op[side][0]:g}" for side in SIDES),
-                " / ".join(f"{per_op[side][1]:.3g}" for side in SIDES),
+                " / ".join(f"{per_op[side][0]:g}" if side in per_op else "-" for side in SIDES),
+                " / ".join(f"{per_op[side][1]:.3g}" if side in per_op else "-" for side in SIDES),
                 note,
             ]
         )
@@ -939,6 +943,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     server_cpu = {"none": None, "same": 0, "split": 1}[args.placement]
     if server_cpu is not None:
         os.sched_setaffinity(0, {0})
+    typed = typed_decoders()
     info = machine_info(Requester("http://127.0.0.1:1", route_prefix=PREFIX))
     packages = ", ".join(f"{name} {version}" for name, version in info["packages"].items())
     print(
@@ -946,11 +951,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" {info['python']}, {info['platform']}"
     )
     print(f"packages: {packages}")
-    print(f"SDK transports: async {info['sdk_async_transport']}, sync {info['sdk_sync_transport']}")
+    print(f"SDK exchanges: sync {info['sdk_sync_exchange']}, async {info['sdk_async_exchange']}")
     print(
         f"mode: {'quick' if args.quick else 'full'}, rounds {rounds}, placement {args.placement}",
         flush=True,
     )
+    if typed is None:
+        print(f"note: {NO_MSGSPEC}", flush=True)
+    memory_sides = SIDES if typed is not None else (OURS, BASE)
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -961,11 +969,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         downstream=(sizes.downstream,),
         pages=((sizes.pages_n, sizes.chunk),),
     ) as srv:
-        bench = Bench(srv, sizes, loop)
+        bench = Bench(srv, sizes, loop, typed)
         try:
             bench.check()
             cases = bench.cases()
-            memory = measure(bench, cases, rounds)
+            memory = measure(bench, cases, rounds, memory_sides)
         finally:
             bench.close()
     loop.close()
@@ -973,7 +981,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results, rows = summarize(cases, memory, sizes, args.quick)
     print()
     print(
-        "request parity, SDK vs raw httpx: "
+        "request parity, SDK vs floor: "
         + ("identical" if not parity else "DIFFERENT\n  " + "\n  ".join(parity))
     )
     print()
@@ -982,25 +990,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         "unit",
         OURS,
         BASE,
-        RAW,
+        FLOOR,
         "ours/base",
         "pairs",
         "goal",
         "verdict",
-        "ours/raw",
+        "ours/floor",
         "pairs",
         "goal",
         "verdict",
     ]
     print(table(headers, rows, right_from=2))
     print()
+    print(
+        table(
+            ["client CPU per op", "unit", OURS, BASE, FLOOR, "ours/base", "ours/floor"],
+            cpu_rows(results),
+            right_from=2,
+        )
+    )
+    print()
     wire, paging_ok = wire_rows(cases, sizes, args.quick)
     print(
         table(
             [
                 "wire per op",
-                "requests (ours / base / raw)",
-                "new connections (ours / base / raw)",
+                "requests (ours / base / floor)",
+                "new connections (ours / base / floor)",
                 "paging",
             ],
             wire,
@@ -1011,16 +1027,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("what differs:")
     for result in results:
         print(f"  {result['title']}: {result['why']}")
+    if typed is None:
+        print(f"\nnote: {NO_MSGSPEC}")
     total = time.perf_counter() - began
     print(
         f"\nunits: us/call and ms/op are medians over {rounds} round(s); a ratio is ours' median"
         " over the other's (lower is better); pairs: lowest-highest ratio of batches run"
-        f" back to back. total {total:.1f} s"
+        " back to back; client CPU: user + system time of this process (the server's and"
+        f" other processes' are not in it), medians. total {total:.1f} s"
     )
     missed = [
         r["title"]
         for r in results
-        if r["verdict_base"].startswith("MISS") or r["verdict_raw"].startswith("MISS")
+        if r["verdict_base"].startswith("MISS") or r["verdict_floor"].startswith("MISS")
     ]
     if args.json:
         report = {
@@ -1030,6 +1049,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "placement": args.placement,
             "sizes": sizes.__dict__,
             "parity": parity,
+            "typed_floor": None if typed is None else f"msgspec {typed.version}",
             "cases": results,
             "paging_requests_equal": paging_ok,
             "missed": missed,

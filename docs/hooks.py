@@ -145,8 +145,18 @@ def _item_name(item: dict[str, Any]) -> str:
     return title.lower().replace(" ", "_")
 
 
+_RST_LITERAL = re.compile(r"``([^`]+)``")
+_RST_ROLE = re.compile(r":[a-z]+:`~?([\w.]+)`")
+
+
+def _markdown(text: str) -> str:
+    """The reST habits of the models' text as Markdown: ``literal`` and :role:`~a.Name`."""
+    text = _RST_ROLE.sub(lambda match: f"`{match[1].rsplit('.', 1)[-1]}`", text)
+    return _RST_LITERAL.sub(r"`\1`", text)
+
+
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return _markdown(text).replace("|", "\\|").replace("\n", " ")
 
 
 def _field_table(schema: dict[str, Any]) -> list[str]:
@@ -190,8 +200,7 @@ def _docstring_markdown(model: type[BaseModel]) -> str:
     # The models' docstrings use reST ``literals``; Markdown wants single backticks.
     text = (model.__doc__ or "").strip()
     lines = text.splitlines()
-    body = "\n".join(line.strip() for line in lines)
-    return re.sub(r"``([^`]+)``", r"`\1`", body)
+    return _markdown("\n".join(line.strip() for line in lines))
 
 
 def _compact_json(value: Any, indent: int = 0) -> str:
@@ -234,7 +243,7 @@ def _model_page(model: type[BaseModel], recordings: list[Recording]) -> str:
     lines += [
         f"- The model: [`{name}`][jobmon_gateway.models.{name}].",
         f"- The schema as a file: [`{name}.json`]({name}.json)"
-        f" (the same bytes as `python -m jobmon_gateway schema`).",
+        f" (the same bytes as `python -m jobmon_gateway schema {name}` prints).",
         "",
         '!!! note "This is the schema of the wire payload"',
         "    It describes the JSON the server sends, quirks included, and was generated"

@@ -30,17 +30,28 @@ def find_wire_dir() -> Path | None:
     return None
 
 
+OWN_WIRE_DIR = Path(__file__).resolve().parent / "wire"
+"""Pairs this project recorded itself (tests/live/record_322.py), kept in the repo."""
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    # One case per recorded file; an absent wire dir gives an empty (skipped) set.
+    # One case per recorded file: the shared recordings (when ../shared is
+    # there) and the project's own; an absent wire dir gives fewer cases.
     if "recording_path" in metafunc.fixturenames:
         wire = find_wire_dir()
-        paths = (
+        shared = (
             []
             if wire is None
             else sorted(path for server in SERVER_DIRS for path in (wire / server).glob("*.json"))
         )
+        own = sorted(
+            path for server in SERVER_DIRS for path in (OWN_WIRE_DIR / server).glob("*.json")
+        )
         metafunc.parametrize(
-            "recording_path", paths, ids=[f"{path.parent.name}/{path.stem}" for path in paths]
+            "recording_path",
+            shared + own,
+            ids=[f"{path.parent.name}/{path.stem}" for path in shared]
+            + [f"own/{path.parent.name}/{path.stem}" for path in own],
         )
 
 

@@ -60,7 +60,9 @@ __all__ = [
 HOST = "127.0.0.1"
 """The only address this module ever binds."""
 
-After: TypeAlias = Literal["keep-alive", "close", "reset", "close-on-next", "reset-on-next", "hang"]
+After: TypeAlias = Literal[
+    "keep-alive", "close", "reset", "close-on-next", "reset-on-next", "close-unread", "hang"
+]
 """What happens to the connection once an action has sent its bytes.
 
 - ``keep-alive``: keep serving requests (unless the client sent ``Connection: close``
@@ -71,6 +73,11 @@ After: TypeAlias = Literal["keep-alive", "close", "reset", "close-on-next", "res
   the client sends its next request on it, read that request (recorded in
   `FaultServer.dropped_requests`, no action consumed) and then FIN / RST without
   answering. This is what a client of a uvicorn server sees after a 500.
+- ``close-unread``: keep the connection open and idle; when the client's next
+  request arrives, close the socket with that request still unread in it, so
+  the kernel answers with a RST. This is exactly what the real 3.6 server
+  (uvicorn) does after a 500 (see ../shared/PROTOCOL.md); the request is
+  counted in `FaultServer.unread_requests`.
 - ``hang``: keep the connection open, send nothing more, until the client
   leaves or the server stops.
 """
@@ -235,6 +242,24 @@ class Action:
             cls.respond(status, body, content_type=content_type, headers=headers),
             label=f"respond {status} then reset",
             after="reset-on-next" if on_next_request else "reset",
+        )
+
+    @classmethod
+    def respond_then_close_unread(
+        cls,
+        status: int = 500,
+        body: Body = ERROR_ENVELOPE_500,
+        *,
+        content_type: str | None = "application/custom+json",
+    ) -> Action:
+        """Answer, then close the kept-alive connection with the next request unread (a RST).
+
+        The real Jobmon 3.6 server after every 500, byte for byte as the kernel sends it.
+        """
+        return replace(
+            cls.respond(status, body, content_type=content_type),
+            label=f"respond {status} then close with the next request unread",
+            after="close-unread",
         )
 
     @classmethod
@@ -462,6 +487,17 @@ class _Conn:
             self.buf += data
             return
 
+    def wait_readable(self) -> bool:
+        """Wait until the client sends more, without reading it; False if it left or we stop."""
+        if self.buf:
+            return True
+        if self._wait(selectors.EVENT_READ, None) != "ready":
+            return False
+        try:
+            return bool(self.sock.recv(1, socket.MSG_PEEK))
+        except OSError:
+            return False
+
     def need(self, n: int) -> None:
         """Receive until `buf` holds at least `n` bytes, or raise `_GoneError`."""
         while len(self.buf) < n:
@@ -610,6 +646,7 @@ class FaultServer:
         self._stopping = threading.Event()
         self._requests: list[RecordedRequest] = []
         self._dropped: list[RecordedRequest] = []
+        self._unread = 0
         self._errors: list[str] = []
         self._accepted = 0
         self._open = 0
@@ -733,6 +770,12 @@ class FaultServer:
         """Snapshot of requests read and deliberately left unanswered by an ``*-on-next`` fate."""
         with self._lock:
             return list(self._dropped)
+
+    @property
+    def unread_requests(self) -> int:
+        """How many requests a ``close-unread`` fate left unread in a socket it closed."""
+        with self._lock:
+            return self._unread
 
     @property
     def connections_accepted(self) -> int:
@@ -1058,6 +1101,11 @@ class FaultServer:
             with self._changed:
                 self._dropped.append(self._record(conn, following, None))
                 self._changed.notify_all()
+        elif fate == "close-unread":
+            if conn.wait_readable():
+                with self._changed:
+                    self._unread += 1
+                    self._changed.notify_all()
         elif fate == "hang":
             conn.pause(math.inf)
         if fate in ("reset", "reset-on-next"):

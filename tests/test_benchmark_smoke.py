@@ -1,7 +1,7 @@
 """Smoke run of ``benchmarks/run.py --quick``: it starts, checks, measures and reports.
 
 Tiny sizes on the loopback server; no timing is asserted, only that the run ends cleanly
-and prints its tables.
+and prints its tables, with msgspec (the typed floor of the big answers) and without it.
 """
 
 from __future__ import annotations
@@ -10,46 +10,83 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 RUN = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
 
-# The baseline side needs the reference client's libraries.
+# The baseline and the floor need the reference client's libraries.
 pytest.importorskip("aiohttp")
 pytest.importorskip("requests")
+
+ROWS = (
+    "heartbeat sync",
+    "heartbeat async sequential",
+    "50 concurrent",
+    "snapshot",
+    "downstream map",
+    "get_tasks paging",
+    "peak RSS",
+)
+BIG = {"snapshot_small", "snapshot_big", "downstream", "paging"}
+
+
+def run_quick(tmp_path: Path, *, without_msgspec: bool) -> tuple[str, dict[str, Any]]:
+    report = tmp_path / "bench.json"
+    argv = [str(RUN), "--quick", "--json", str(report)]
+    if without_msgspec:
+        # As on a machine without msgspec: importing it fails in the benchmark's process.
+        code = (
+            "import runpy, sys\n"
+            "sys.modules['msgspec'] = None\n"
+            f"sys.path.insert(0, {str(RUN.parent)!r})\n"
+            f"sys.argv = {argv!r}\n"
+            f"runpy.run_path({str(RUN)!r}, run_name='__main__')\n"
+        )
+        command = [sys.executable, "-c", code]
+    else:
+        command = [sys.executable, *argv]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=110, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    for header in ("case", "unit", "ours", "baseline", "floor", "ours/base", "ours/floor"):
+        assert header in out
+    assert "goal" in out
+    assert "verdict" in out
+    assert "requests (ours / base / floor)" in out
+    assert "client CPU per op" in out
+    for row in ROWS:
+        assert row in out
+    assert "machine:" in out
+    assert "request parity, SDK vs floor: identical" in out
+    data: dict[str, Any] = json.loads(report.read_text())
+    assert data["mode"] == "quick"
+    assert data["paging_requests_equal"] is True
+    assert {case["key"] for case in data["cases"]} >= {"heartbeat_sync", "paging", "memory"}
+    return out, data
 
 
 @pytest.mark.timeout(120)
 def test_quick_benchmark_runs_and_prints_its_tables(tmp_path: Path) -> None:
-    report = tmp_path / "bench.json"
-    done = subprocess.run(
-        [sys.executable, str(RUN), "--quick", "--json", str(report)],
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    out = done.stdout
-    for header in ("case", "unit", "ours", "baseline", "raw httpx", "ours/base", "ours/raw"):
-        assert header in out
-    assert "goal" in out
-    assert "verdict" in out
-    assert "requests (ours / base / raw)" in out
-    for row in (
-        "heartbeat sync",
-        "heartbeat async sequential",
-        "50 concurrent",
-        "snapshot",
-        "downstream map",
-        "get_tasks paging",
-        "peak RSS",
-    ):
-        assert row in out
-    assert "machine:" in out
-    assert "request parity" in out
-    data = json.loads(report.read_text())
-    assert data["mode"] == "quick"
-    assert data["paging_requests_equal"] is True
-    assert {case["key"] for case in data["cases"]} >= {"heartbeat_sync", "paging", "memory"}
+    pytest.importorskip("msgspec")
+    out, data = run_quick(tmp_path, without_msgspec=False)
+    assert "msgspec is not installed" not in out
+    assert data["typed_floor"].startswith("msgspec ")
+    for case in data["cases"]:
+        # Every case has a floor, the memory row included.
+        assert case["ratio_floor"] is not None, case["key"]
+
+
+@pytest.mark.timeout(120)
+def test_quick_benchmark_without_msgspec_skips_the_typed_floor(tmp_path: Path) -> None:
+    out, data = run_quick(tmp_path, without_msgspec=True)
+    assert "note: msgspec is not installed: no floor for the big answers" in out
+    assert data["typed_floor"] is None
+    by_key = {case["key"]: case for case in data["cases"]}
+    for key in BIG:
+        assert by_key[key]["ratio_floor"] is None, key
+        assert by_key[key]["verdict_floor"] == "skip: no msgspec", key
+    # The heartbeats' floor needs only the standard library and aiohttp.
+    for key in ("heartbeat_sync", "heartbeat_async", "heartbeat_concurrent"):
+        assert by_key[key]["ratio_floor"] is not None, key

@@ -143,9 +143,12 @@ def test_workflow_json(url: str) -> None:
     }
 
 
-def test_unknown_workflow_is_one_error_line(url: str) -> None:
+def test_unknown_workflow_says_the_server_answered_an_empty_workflow(url: str) -> None:
     line = assert_one_error_line(run("--url", url, "workflow", "999"), 1)
-    assert "workflow 999 not found" in line
+    assert line == (
+        "error: workflow 999 not found: the server answered an empty workflow"
+        f" (GET {url}/api/v3/workflow/999/fetch_workflow_metadata -> 200)"
+    )
 
 
 def test_workflow_id_must_be_positive(server: FakeJobmonServer, url: str) -> None:
@@ -160,7 +163,8 @@ def test_workflow_id_must_be_positive(server: FakeJobmonServer, url: str) -> Non
 def test_heartbeat_prints_the_answered_status(server: FakeJobmonServer, url: str) -> None:
     result = run("--url", url, "heartbeat", "1", "--status", "R")
     assert_ok(result)
-    assert result.stdout == "R\n"
+    assert result.stdout == "R (RUNNING)\n"
+    assert result.stderr == ""
     heartbeat = server.requests_to("log_heartbeat")[0]
     assert heartbeat.json() == {"status": "R", "next_report_increment": 30.0}
     assert server.workflow_run(1).heartbeats == 1
@@ -171,7 +175,7 @@ def test_heartbeat_json_and_increment(server: FakeJobmonServer, url: str) -> Non
         "--url", url, "--json", "heartbeat", "1", "--status", "R", "--next-report-increment", "90"
     )
     assert_ok(result)
-    assert json.loads(result.stdout) == {"status": "R"}
+    assert json.loads(result.stdout) == {"status": "R", "name": "RUNNING"}
     assert server.workflow_run(1).next_report_increment == 90.0
 
 
@@ -180,7 +184,7 @@ def test_heartbeat_with_an_illegal_transition_prints_the_current_status(
 ) -> None:
     result = run("--url", url, "heartbeat", "2", "--status", "R")
     assert_ok(result)
-    assert result.stdout == "D\n"
+    assert result.stdout == "D (DONE)\n"
     assert server.workflow_run(2).status == "D"
 
 
@@ -188,7 +192,18 @@ def test_heartbeat_answers_a_resume_request(server: FakeJobmonServer, url: str) 
     server.request_resume(1)
     result = run("--url", url, "heartbeat", "1", "--status", "R")
     assert_ok(result)
-    assert result.stdout == "C\n"
+    assert result.stdout == "C (COLD_RESUME)\n"
+
+
+def test_heartbeat_warns_of_an_unknown_letter_and_still_sends_it(
+    server: FakeJobmonServer, url: str
+) -> None:
+    result = run("--url", url, "heartbeat", "1", "--status", "Z")
+    assert_ok(result)
+    assert result.stderr == (
+        "warning: 'Z' is not a workflow run status this SDK knows; sending it\n"
+    )
+    assert [r.json()["status"] for r in server.requests_to("log_heartbeat")] == ["Z"]
 
 
 @pytest.mark.parametrize("status", ["running", "r", "RR", "7", ""])
@@ -203,6 +218,7 @@ def test_heartbeat_refuses_an_invalid_status_letter(
 def test_heartbeat_unknown_run_keeps_the_servers_message(url: str) -> None:
     line = assert_one_error_line(run("--url", url, "heartbeat", "77", "--status", "R"), 1)
     assert "HTTP 500" in line
+    assert f"(POST {url}/api/v3/workflow_run/77/log_heartbeat -> 500" in line
     assert "No row was found when one was required" in line
 
 
@@ -470,9 +486,36 @@ def test_default_prefix_is_api_v3(server: FakeJobmonServer, url: str) -> None:
     assert server.requests[0].url_path == "/api/v3/time"
 
 
-def test_wrong_prefix_is_one_error_line(url: str) -> None:
+def test_a_404_on_the_first_call_hints_at_the_prefix(url: str) -> None:
     line = assert_one_error_line(run("--url", url, "--prefix", "/nope", "time"), 1)
-    assert "HTTP 404" in line
+    assert line.startswith(f"error: HTTP 404 Not Found (GET {url}/nope/time -> 404); ")
+    assert "is the route prefix right? It is '/nope' (--prefix" in line
+
+
+def test_a_404_after_the_server_answered_gives_no_prefix_hint(
+    server: FakeJobmonServer, url: str
+) -> None:
+    server.inject_fault(404, route="task_status_updates")
+    line = assert_one_error_line(run("--url", url, "watch", "1"), 1)
+    assert f"(POST {url}/api/v3/workflow/1/task_status_updates -> 404)" in line
+    assert "prefix" not in line
+
+
+def test_a_url_that_already_ends_in_the_prefix_is_not_doubled(
+    server: FakeJobmonServer, url: str
+) -> None:
+    result = run("--url", f"{url}/api/v3/", "time")
+    assert_ok(result)
+    assert [r.url_path for r in server.requests] == ["/api/v3/time"]
+
+
+def test_a_password_in_the_url_is_refused_and_never_shown(url: str) -> None:
+    # The SDK refuses user info in service_url (credentials go in headers),
+    # before anything is sent; the password never reaches the terminal.
+    with_userinfo = url.replace("http://", "http://bob:secret@")
+    line = assert_one_error_line(run("--url", with_userinfo, "--prefix", "/nope", "time"), 2)
+    assert "user name or password" in line
+    assert "secret" not in line
 
 
 def test_url_from_the_config_file(
@@ -502,13 +545,28 @@ def test_no_url_configured_exits_2(command: list[str], monkeypatch: pytest.Monke
         if name.startswith("JOBMON__"):
             monkeypatch.delenv(name)
     line = assert_one_error_line(run(*command), 2)
-    assert "JOBMON__HTTP__SERVICE_URL" in line
+    assert line == "error: no Jobmon server given: pass --url or set JOBMON__HTTP__SERVICE_URL"
+
+
+def test_a_config_file_without_a_url_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "jobmon.yaml"
+    config.write_text("http:\n  request_timeout: 5\n", encoding="utf-8")
+    monkeypatch.setenv("JOBMON__CONFIG_FILE", str(config))
+    line = assert_one_error_line(run("time"), 2)
+    assert line == (
+        "error: no Jobmon server given: pass --url or set JOBMON__HTTP__SERVICE_URL"
+        f" (or http.service_url in {config})"
+    )
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_connection_refused_is_one_error_line(command: list[str], dead_url: str) -> None:
+def test_connection_refused_names_host_port_and_url(command: list[str], dead_url: str) -> None:
     line = assert_one_error_line(run("--url", dead_url, *command), 1)
-    assert "ConnectError" in line
+    port = dead_url.rsplit(":", 1)[1]
+    assert line.startswith(f"error: connection refused by 127.0.0.1 port {port}: ")
+    assert re.search(rf"\((GET|POST) {dead_url}/api/v3/\S+; gave up after 1 attempt\)$", line)
 
 
 def test_connection_refused_retries_then_gives_up(
@@ -518,7 +576,7 @@ def test_connection_refused_retries_then_gives_up(
     monkeypatch.setenv("JOBMON__HTTP__RETRIES_ATTEMPTS", "5")
     monkeypatch.setenv("JOBMON__HTTP__RETRIES_TIMEOUT", "0.5")
     line = assert_one_error_line(run("--url", dead_url, "time"), 1)
-    assert line.startswith("error: gave up after 1 attempt")
+    assert line.endswith(f"(GET {dead_url}/api/v3/time; gave up after 1 attempt)")
 
 
 @pytest.mark.parametrize("bad_url", ["jobmon:5000", "ftp://127.0.0.1"])
@@ -537,3 +595,141 @@ def test_server_error_is_one_error_line(server: FakeJobmonServer, url: str) -> N
     server.inject_fault(503)
     line = assert_one_error_line(run("--url", url, "time"), 1)
     assert "503" in line
+
+
+# -- retry budgets ------------------------------------------------------------------------
+
+
+def test_retries_attempts_option_overrides_the_environment(
+    server: FakeJobmonServer, url: str
+) -> None:
+    # The environment (autouse fixture) allows one attempt: the 503 would end it.
+    server.inject_fault(503)
+    result = run("--url", url, "--retries-attempts", "2", "time")
+    assert_ok(result)
+    assert result.stdout == f"{NOW}\n"
+    assert [r.url_path for r in server.requests] == ["/api/v3/time"] * 2
+
+
+def test_retries_attempts_option_applies_to_watch(server: FakeJobmonServer, url: str) -> None:
+    for task in server.tasks.values():
+        task.status = "D"
+    server.inject_fault(503, route="task_status_updates")
+    result = run("--url", url, "--retries-attempts", "2", "watch", "1")
+    assert_ok(result)
+    assert "finished: 9 done, 0 failed of 9 tasks" in result.stdout
+
+
+def test_retries_timeout_option_overrides_the_environment(
+    dead_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOBMON__HTTP__RETRIES_ATTEMPTS", "5")
+    monkeypatch.setenv("JOBMON__HTTP__RETRIES_TIMEOUT", "300")
+    line = assert_one_error_line(run("--url", dead_url, "--retries-timeout", "0.5", "time"), 1)
+    assert line.endswith("; gave up after 1 attempt)")
+
+
+def test_one_shot_commands_give_up_within_their_own_budget(
+    dead_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The SDK's default budget (300 s) and many attempts: the command's own
+    # budget ends it after a few backoff waits (about ten seconds).
+    monkeypatch.setenv("JOBMON__HTTP__RETRIES_ATTEMPTS", "50")
+    line = assert_one_error_line(run("--url", dead_url, "time"), 1)
+    match = re.search(r"gave up after (\d+) attempts\)$", line)
+    assert match is not None, line
+    assert 1 < int(match.group(1)) < 50
+
+
+# -- output that is not a terminal ----------------------------------------------------------
+
+
+def test_watch_prints_plain_complete_lines_when_not_a_terminal() -> None:
+    fake = progressing_server()
+    fake.add_dag(4, chain=True)
+    fake.add_tasks(2)
+    with fake.serve() as url:
+        result = run("--url", url, "watch", "1", "--interval", "0.01")
+    assert_ok(result)
+    lines = result.stdout.splitlines()
+    assert "\x1b" not in result.stdout
+    assert lines[0].startswith("workflow 1 (dag 1): 6 tasks; ")
+    assert re.fullmatch(r"workflow 1 \(dag 1\): 6 tasks; D done 6(, [A-Z] [a-z ]+ 0)*", lines[-2])
+    assert lines[-1] == "finished: 6 done, 0 failed of 6 tasks"
+
+
+def test_demo_summary_is_one_clean_line_when_not_a_terminal() -> None:
+    result = run("demo", "--tasks", "40", "--delay", "0")
+    assert_ok(result)
+    *progress, summary = result.stdout.splitlines()
+    assert "\x1b" not in result.stdout
+    assert re.fullmatch(
+        r"workflow run 1 ended [DE]: \d+ done, \d+ failed, \d+ not run, of 40 tasks;"
+        r" \d+ calls in [\d.]+s",
+        summary,
+    )
+    assert progress
+    assert all(line.startswith("demo: workflow 1, run 1: 40 tasks; ") for line in progress)
+    assert progress[-1].startswith("demo: workflow 1, run 1: 40 tasks; D done ")
+    assert result.stdout.endswith("s\n")
+
+
+# -- schema on stdout -------------------------------------------------------------------------
+
+
+def test_schema_of_one_model_prints_the_bytes_of_its_file(tmp_path: Path) -> None:
+    assert_ok(run("schema", "--out", str(tmp_path)))
+    for model in RESPONSE_MODELS:
+        result = run("schema", model.__name__)
+        assert_ok(result)
+        assert result.stdout_bytes == (tmp_path / f"{model.__name__}.json").read_bytes()
+
+
+def test_schema_without_a_model_prints_every_schema() -> None:
+    result = run("schema")
+    assert_ok(result)
+    everything = json.loads(result.stdout)
+    assert sorted(everything) == sorted(model.__name__ for model in RESPONSE_MODELS)
+    assert all(
+        schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+        for schema in everything.values()
+    )
+
+
+def test_schema_out_with_models_writes_only_those(tmp_path: Path) -> None:
+    result = run("schema", "HeartbeatResponse", "TasksResponse", "--out", str(tmp_path))
+    assert_ok(result)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "HeartbeatResponse.json",
+        "TasksResponse.json",
+    ]
+
+
+def test_schema_of_an_unknown_model_exits_2() -> None:
+    line = assert_one_error_line(run("schema", "Nope"), 2)
+    assert line.startswith("error: no response model Nope; one of: ")
+    assert "HeartbeatResponse" in line
+
+
+def test_watch_rides_out_an_outage_longer_than_a_one_shot_budget(
+    server: FakeJobmonServer,
+    url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Four 503s: the fourth backoff wait (8 s or more) would take a one-shot
+    # command past its 10 s budget; watch keeps the configured 60 s.
+    for task in server.tasks.values():
+        task.status = "D"
+    monkeypatch.setenv("JOBMON__HTTP__RETRIES_ATTEMPTS", "6")
+    monkeypatch.setenv("JOBMON__HTTP__RETRIES_TIMEOUT", "60")
+    server.inject_fault(503, times=4, route="task_status_updates")
+    result = run("--url", url, "watch", "1")
+    assert_ok(result)
+    assert "finished: 9 done, 0 failed of 9 tasks" in result.stdout
+    retries = [
+        record
+        for record in caplog.records
+        if record.name == "jobmon_gateway" and record.getMessage().startswith("retrying POST")
+    ]
+    assert len(retries) == 4

@@ -195,22 +195,22 @@ class BoomError(Exception):
 
 
 def spy_on_clients(requester: Requester, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Record every client the requester makes for a gateway."""
+    """Record every exchange (the connections of one client) the requester makes for a gateway."""
     made: list[Any] = []
-    make_sync, make_async = requester.new_client, requester.new_async_client
+    make_sync, make_async = requester.new_exchange, requester.new_async_exchange
 
-    def new_client() -> httpx.Client:
-        client = make_sync()
-        made.append(client)
-        return client
+    def new_exchange() -> Any:
+        exchange = make_sync()
+        made.append(exchange)
+        return exchange
 
-    def new_async_client() -> httpx.AsyncClient:
-        client = make_async()
-        made.append(client)
-        return client
+    def new_async_exchange() -> Any:
+        exchange = make_async()
+        made.append(exchange)
+        return exchange
 
-    monkeypatch.setattr(requester, "new_client", new_client)
-    monkeypatch.setattr(requester, "new_async_client", new_async_client)
+    monkeypatch.setattr(requester, "new_exchange", new_exchange)
+    monkeypatch.setattr(requester, "new_async_exchange", new_async_exchange)
     return made
 
 
@@ -233,7 +233,7 @@ def test_owned_sync_client_is_closed_when_the_body_raises(
         with pytest.raises(raised):
             run()
         assert len(made) == 1
-        assert made[0].is_closed
+        assert made[0].closed
         assert connections_to(srv.port) == 0
 
 
@@ -256,7 +256,7 @@ def test_owned_async_client_is_closed_when_the_body_raises(
         with pytest.raises(raised):
             asyncio.run(run())
         assert len(made) == 1
-        assert made[0].is_closed
+        assert made[0].closed
         assert connections_to(srv.port) == 0
 
 
@@ -323,7 +323,7 @@ def test_set_session_closes_the_owned_client_it_replaces(monkeypatch: pytest.Mon
         with ServerGateway(requester, 1, 1) as gateway:
             gateway.get_server_time_sync()  # opens an owned client
             gateway.set_session(mine)
-            assert made[0].is_closed
+            assert made[0].closed
             gateway.get_server_time_sync()
         assert not mine.is_closed
         assert len(made) == 1

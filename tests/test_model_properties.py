@@ -349,7 +349,7 @@ ROUTES = [
         lambda r: (
             isinstance(r, TerminateTaskInstancesResponse)
             and _is_int(r.workflow_run_id)
-            and _is_int(r.num_terminated)
+            and (r.num_terminated is None or _is_int(r.num_terminated))
         ),
     ),
     Route(

@@ -239,13 +239,25 @@ def test_rows_do_not_share_parsed_containers() -> None:
     assert later.fallback_queues == []
 
 
-def test_rows_do_not_share_nested_sets_or_lists_in_tuples() -> None:
-    literal = "\"{'queues': {'a.q'}, 'pair': ([1], 2)}\""
+def test_rows_do_not_share_nested_lists_or_lists_in_tuples() -> None:
+    literal = "\"{'queues': ['a.q'], 'pair': ([1], 2)}\""
     first = TaskMetadata.model_validate_json(_row(requested_resources=literal))
-    first.requested_resources["queues"].add("changed.q")
+    first.requested_resources["queues"].append("changed.q")
     first.requested_resources["pair"][0].append(9)
     second = TaskMetadata.model_validate_json(_row(requested_resources=literal))
-    assert second.requested_resources == {"queues": {"a.q"}, "pair": ([1], 2)}
+    assert second.requested_resources == {"queues": ["a.q"], "pair": ([1], 2)}
+
+
+@pytest.mark.parametrize(
+    "literal",
+    ["\"{'queues': {'a.q'}}\"", "\"{1: 'a'}\"", "\"{(1, 2): 'a'}\""],
+    ids=["a-set", "int-keys", "tuple-keys"],
+)
+def test_literals_that_could_hash_badly_are_refused(literal: str) -> None:
+    # No resource field holds a set or non-string keys; refusing them leaves
+    # no way to make building the value quadratic.
+    with pytest.raises(ValueError, match="not a Python literal"):
+        TaskMetadata.model_validate_json(_row(requested_resources=literal))
 
 
 # -- downstream ids: three wire forms ------------------------------------------------
@@ -412,3 +424,12 @@ def test_server_error_body_caps_long_text() -> None:
     said = ServerErrorBody.from_body(b"x" * 10_000)
     assert said.message is not None
     assert len(said.message) <= 500
+
+
+def test_requested_resources_stored_as_json_are_read_too() -> None:
+    # Both servers store requested_resources with json.dumps: true/false/null
+    # make it JSON rather than a Python literal.
+    row = [1, "G", 3, "{'memory': 0.5}", "[]", '{"exclusive": true, "q": null}', "c", "q", 10]
+    task = TasksResponse.model_validate({"tasks": {"1": row}}).tasks[1]
+    assert task.requested_resources == {"exclusive": True, "q": None}
+    assert task.resource_scales == {"memory": 0.5}

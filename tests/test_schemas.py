@@ -9,6 +9,7 @@ string-encoded or null downstream ids).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from pydantic import BaseModel, ValidationError
 
-from jobmon_gateway import ServerGateway, routes
+from jobmon_gateway import ServerGateway, TerminateTaskInstancesResponse, routes
 from jobmon_gateway.schemas import (
     JSON_SCHEMA_DIALECT,
     RESPONSE_MODELS,
@@ -122,11 +123,12 @@ def test_module_command_writes_and_names_the_schemas(tmp_path: Path) -> None:
         assert str(tmp_path / "out" / name) in completed.stdout
 
 
-def test_module_command_requires_out() -> None:
+def test_module_command_without_out_prints_every_schema() -> None:
     completed = _run_module("schema")
 
-    assert completed.returncode == 2
-    assert "--out" in completed.stderr
+    assert completed.returncode == 0, completed.stderr
+    printed = json.loads(completed.stdout)
+    assert sorted(printed) == sorted(model.__name__ for model in RESPONSE_MODELS)
 
 
 # -- the schemas describe the wire -------------------------------------------------------
@@ -285,6 +287,42 @@ def test_every_field_in_the_schema_has_a_description(
     for where, field in fields:
         assert isinstance(field, dict), where
         assert str(field.get("description") or "").strip(), f"{where} has no description"
+
+
+def _texts_in(schema: Any, where: str = "") -> Iterator[tuple[str, str]]:
+    """Every ``title`` and ``description`` string of ``schema``, with where it is."""
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            if key in ("title", "description") and isinstance(value, str):
+                yield f"{where}/{key}", value
+            else:
+                yield from _texts_in(value, f"{where}/{key}")
+    elif isinstance(schema, list):
+        for index, value in enumerate(schema):
+            yield from _texts_in(value, f"{where}/{index}")
+
+
+@pytest.mark.parametrize("model", RESPONSE_MODELS, ids=lambda model: model.__name__)
+def test_schema_texts_carry_no_rest_markup(
+    model: type[BaseModel], exported: dict[str, dict[str, Any]]
+) -> None:
+    # The docstrings are reST (``literal``, :class:`Name`); a schema is read as
+    # plain text or Markdown, by tools and on its docs page, so none may be left.
+    texts = list(_texts_in(exported[model.__name__]))
+
+    assert any(where.endswith("description") for where, _ in texts)
+    for where, text in texts:
+        assert "``" not in text, f"{where}: {text!r}"
+        assert not re.search(r":[a-z]+:`", text), f"{where}: {text!r}"
+    assert "``" not in schema_text(model)
+
+
+def test_rest_literals_become_markdown_code() -> None:
+    # TerminateTaskInstancesResponse's docstring names the route in ``...``.
+    description = schema_of(TerminateTaskInstancesResponse)["description"]
+
+    assert description.startswith("Answer to `terminate_task_instances`.")
+    assert "`null`" in description
 
 
 def test_positional_rows_keep_field_names_as_titles(exported: dict[str, dict[str, Any]]) -> None:

@@ -657,20 +657,43 @@ def test_fixture_hands_out_an_empty_server(jobmon_server: FakeJobmonServer) -> N
     assert not jobmon_server.requests
 
 
+def _imports(tree: ast.AST) -> Iterator[tuple[ast.AST, str, int]]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from ((node, alias.name, 0) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            yield (node, node.module or "", node.level)
+
+
+def _sdk_import_sites(tree: ast.AST) -> set[int]:
+    """The import statements inside requester() or a TYPE_CHECKING block (by id)."""
+    sites: set[int] = set()
+    for node in ast.walk(tree):
+        inside_requester = isinstance(node, ast.FunctionDef) and node.name == "requester"
+        type_checking = isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+        if inside_requester or type_checking:
+            sites |= {id(statement) for statement, _, _ in _imports(node)}
+    return sites
+
+
 def test_fake_imports_only_stdlib_and_httpx() -> None:
     allowed = set(sys.stdlib_module_names) | {"httpx", "__future__"}
     for module in TESTING_PACKAGE.glob("*.py"):
         if module.name == "pytest_plugin.py":
             continue
-        for node in ast.walk(ast.parse(module.read_text())):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            else:
+        tree = ast.parse(module.read_text())
+        sdk_sites = _sdk_import_sites(tree)
+        for statement, name, level in _imports(tree):
+            # Relative imports stay inside jobmon_gateway.testing.
+            assert level in (0, 1), f"{module.name} imports {'.' * level}{name}"
+            if level == 1:
                 continue
-            for name in names:
-                assert name.split(".")[0] in allowed, f"{module.name} imports {name}"
+            if name.split(".")[0] == "jobmon_gateway":
+                # Only the ready-wired Requester needs the SDK, and it imports it late.
+                assert name == "jobmon_gateway.transport", f"{module.name} imports {name}"
+                assert id(statement) in sdk_sites, f"{module.name}: {name} outside requester()"
+                continue
+            assert name.split(".")[0] in allowed, f"{module.name} imports {name}"
 
 
 def test_importing_the_fake_does_not_import_pytest() -> None:

@@ -94,8 +94,8 @@ def test_service_url_must_be_http(url: Any) -> None:
     assert "service_url" in str(refused.value)
 
 
-POSITIVE = ["request_timeout", "retries_timeout", "wait_exp_base"]
-NON_NEGATIVE = ["wait_initial", "wait_max", "wait_jitter", "retry_after_max"]
+POSITIVE = ["request_timeout", "wait_exp_base"]
+NON_NEGATIVE = ["retries_timeout", "wait_initial", "wait_max", "wait_jitter", "retry_after_max"]
 
 
 @pytest.mark.parametrize(

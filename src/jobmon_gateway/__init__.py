@@ -69,6 +69,7 @@ def __getattr__(name: str) -> object:
         return AiohttpTransport
     raise AttributeError(f"module 'jobmon_gateway' has no attribute {name!r}")
 
+
 __all__ = [
     "CLIENT_JOBMON_VERSION",
     "RESPONSE_MODELS",

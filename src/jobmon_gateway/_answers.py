@@ -12,6 +12,7 @@ from __future__ import annotations
 import email.utils
 import gc
 import math
+import os
 import socket
 import ssl
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from .errors import (
 from .models import ServerErrorBody
 from .routes import Call
 
-__all__ = ["Answer", "Attempt", "EXCERPT_LIMIT", "error_from", "result_of"]
+__all__ = ["EXCERPT_LIMIT", "Answer", "Attempt", "error_from", "result_of"]
 
 T = TypeVar("T")
 
@@ -59,6 +60,7 @@ class Attempt:
     call: Call[Any]
     url: str
     number: int
+    request_timeout: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +172,8 @@ def error_from(
     name = type(exc).__name__
     if isinstance(exc, Fault):
         if exc.kind == "timeout":
-            return RequestTimeoutError(str(exc), **where)
+            phase = " (could not connect)" if "request_sent" in where else ""
+            return RequestTimeoutError(f"{exc}{phase}", **where)
         if exc.kind == "too_large":
             return ResponseTooLargeError(str(exc), **where)
         if exc.kind == "decoding":
@@ -182,8 +185,12 @@ def error_from(
             "ran out of memory reading the answer; lower max_response_bytes", **where
         )
     if _is_timeout(exc):
-        phase = ": could not connect" if "request_sent" in where else ""
-        return RequestTimeoutError(f"no answer within request_timeout ({name}{phase})", **where)
+        # The same words as the reader's own deadline, whichever library timed out.
+        phase = " (could not connect)" if "request_sent" in where else ""
+        return RequestTimeoutError(
+            f"no complete answer within request_timeout={attempt.request_timeout:g}s{phase}",
+            **where,
+        )
     if _certificate_refused(exc):
         return TransportError(
             f"TLS certificate not trusted ({name}): {_first_line(exc)}", retryable=False, **where
@@ -191,11 +198,38 @@ def error_from(
     if _not_retryable(exc):
         return TransportError(f"{name}: {_first_line(exc)}", retryable=False, **where)
     if "request_sent" in where:
-        return TransportError(f"could not connect ({name}: {_first_line(exc)})", **where)
+        return TransportError(
+            f"could not connect to {_host_port(attempt.url)} (ConnectError: {_os_reason(exc)})",
+            **where,
+        )
     if isinstance(exc, RecursionError | OverflowError | UnicodeError | ValueError):
         return TransportError(f"the answer could not be read ({name})", **where)
     kind = "the connection failed before any answer" if not answered else "the answer broke off"
     return TransportError(f"{kind} ({name}: {_first_line(exc)})", **where)
+
+
+def _host_port(url: str) -> str:
+    authority = url.split("://", 1)[-1].split("/", 1)[0]
+    if ":" not in authority.rsplit("]", 1)[-1]:
+        authority += ":443" if url.startswith("https:") else ":80"
+    return authority
+
+
+def _os_reason(exc: BaseException) -> str:
+    # The operating system's words, the same whichever library connected.
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            break
+        os_error = getattr(seen, "os_error", None)
+        if isinstance(os_error, OSError):
+            seen = os_error
+        if isinstance(seen, OSError) and seen.errno is not None:
+            return os.strerror(seen.errno).lower()
+        if isinstance(seen, socket.gaierror):
+            return "host name not found"
+        seen = seen.__cause__ or seen.__context__
+    return _first_line(exc)
 
 
 def _module_of(exc: BaseException) -> str:
@@ -283,6 +317,18 @@ def excerpt(content: bytes) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors) and type(exc).__name__ == "ValidationError":
+        # pydantic renders every error (and its input) in str(): a huge bad
+        # answer would cost more to describe than to refuse. The first is enough.
+        try:
+            first = errors(include_input=False, include_url=False)[0]
+            where = ".".join(str(part) for part in first.get("loc", ()))
+            count = exc.error_count()  # type: ignore[attr-defined]
+            more = f" (and {count - 1} more)" if count > 1 else ""
+            return f"{where}: {first.get('msg', '')}{more}"[:300]
+        except Exception:  # noqa: S110 - fall back to the plain text below
+            pass
     try:
         text = str(exc).strip()
     except Exception:  # a foreign __str__ may itself fail
@@ -296,4 +342,3 @@ def _result_name(call: Call[Any]) -> str:
     if isinstance(owner, type):
         return owner.__name__
     return f"the {call.route} answer"
-

@@ -22,13 +22,15 @@ connection after every 500).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import re
 import select
 import socket
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +54,8 @@ __all__ = [
 ]
 
 _READ_SIZE = 65536
+_HEAD_SEEN = 16384  # h11 refuses a longer head anyway
+_LISTED_LENGTH = re.compile(rb"\ncontent-length[ \t]*:[^\r\n]*,", re.IGNORECASE)
 _OK = range(200, 300)
 
 
@@ -67,7 +71,7 @@ class Outgoing:
     repeat_safe: bool
 
 
-class _Stale(Exception):
+class _StaleConnectionError(Exception):
     """A reused connection failed before any byte of an answer: the server never answered."""
 
     def __init__(self, cause: BaseException) -> None:
@@ -122,6 +126,7 @@ class SocketExchange:
         self._max_idle = settings.max_keepalive_connections
         self._idle: list[_Connection] = []
         self._lock = threading.Lock()
+        self._last_headers: tuple[Mapping[str, str], list[tuple[bytes, bytes]]] | None = None
         self.closed = False
 
     def send(self, out: Outgoing, deadline: Deadline, attempt: Attempt) -> Answer:
@@ -130,13 +135,13 @@ class SocketExchange:
         if conn is not None:
             try:
                 return self._roundtrip(conn, out, deadline, attempt, reused=True)
-            except _Stale as stale:
+            except _StaleConnectionError as stale:
                 if not out.repeat_safe:
                     raise error_from(stale.cause, attempt, answered=False) from stale.cause
         conn = self._connect(deadline, attempt)
         try:
             return self._roundtrip(conn, out, deadline, attempt, reused=False)
-        except _Stale as stale:  # pragma: no cover - only reused connections go stale
+        except _StaleConnectionError as stale:  # pragma: no cover - only reused ones go stale
             raise error_from(stale.cause, attempt, answered=False) from stale.cause
 
     def _pooled(self) -> _Connection | None:
@@ -158,8 +163,6 @@ class SocketExchange:
         _close_quietly(conn.sock)
 
     def _connect(self, deadline: Deadline, attempt: Attempt) -> _Connection:
-        if self.closed:
-            self.closed = False  # a closed gateway opens connections again when used
         sock: socket.socket | None = None
         try:
             sock = socket.create_connection(self._address, timeout=deadline.remaining())
@@ -174,35 +177,51 @@ class SocketExchange:
             raise error_from(exc, attempt, answered=False, connecting=True) from exc
 
     def _roundtrip(
-        self, conn: _Connection, out: Outgoing, deadline: Deadline, attempt: Attempt, *, reused: bool
+        self,
+        conn: _Connection,
+        out: Outgoing,
+        deadline: Deadline,
+        attempt: Attempt,
+        *,
+        reused: bool,
     ) -> Answer:
         state, sock = conn.state, conn.sock
         answered = False
         try:
-            headers = [("Host", self._host_header), *out.headers.items()]
-            if out.body is not None:
-                headers.append(("Content-Length", str(len(out.body))))
-            data = state.send(h11.Request(method=out.method, target=out.target, headers=headers))
+            data = state.send(self._request(out))
             if out.body is not None:
                 data += state.send(h11.Data(data=out.body))
             data += state.send(h11.EndOfMessage())
             sock.settimeout(deadline.remaining())
             sock.sendall(data)
+            received = b""
             while True:
                 event = state.next_event()
                 if event is h11.NEED_DATA:
                     sock.settimeout(deadline.remaining())
                     chunk = sock.recv(_READ_SIZE)
                     answered = answered or bool(chunk)
+                    if len(received) < _HEAD_SEEN:
+                        received += chunk
                     state.receive_data(chunk)
                 elif type(event) is h11.Response:
                     break
                 elif type(event) is h11.InformationalResponse:
+                    if event.status_code == 101:
+                        raise Fault("protocol", "the server sent status 101 as its answer")
                     deadline.check()  # an endless stream of 100 Continue ends here
                 else:
-                    raise Fault("protocol", "the connection closed before an answer")
+                    # A clean close where an answer should be: the server
+                    # dropped the connection (a stale one, if it was reused).
+                    raise ConnectionAbortedError("the server closed the connection unanswered")
             status = event.status_code
-            head = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in event.headers]
+            if _LISTED_LENGTH.search(received):
+                # h11 folds "Content-Length: 15, 15" into 15; aiohttp refuses it.
+                # Refused here too, so the same bytes get the same verdict.
+                raise Fault("protocol", "the server sent an invalid Content-Length")
+            head = [
+                (name.decode("latin-1"), value.decode("latin-1")) for name, value in event.headers
+            ]
             encoding, length = check_head(status, head)
             reader = BodyReader(encoding, self._limit, length)
             while True:
@@ -220,8 +239,8 @@ class SocketExchange:
             body = reader.finish()
         except (Fault, GatewayError, h11.ProtocolError, OSError, ValueError, MemoryError) as exc:
             _close_quietly(sock)
-            if reused and not answered and not isinstance(exc, Fault | GatewayError | MemoryError):
-                raise _Stale(exc) from exc
+            if reused and not answered and _stale_kind(exc):
+                raise _StaleConnectionError(exc) from exc
             raise error_from(exc, attempt, answered=answered) from exc
         except BaseException:
             # Cancelled or interrupted mid-answer: the connection is in an unknown state.
@@ -238,8 +257,33 @@ class SocketExchange:
             self._release(conn)
         else:
             _close_quietly(sock)
-        reason = event_reason(status)
-        return Answer(status, reason, () if status in _OK else tuple(head), body)
+        return Answer(status, event_reason(status), () if status in _OK else tuple(head), body)
+
+    def _request(self, out: Outgoing) -> h11.Request:
+        headers = self._encoded(out.headers)
+        if out.body is not None:
+            headers = [*headers, (b"content-length", b"%d" % len(out.body))]
+        if _PRE_PARSED:
+            # The settings validated every header once; h11 would check them
+            # again with two regular expressions each, on every call.
+            return h11.Request(
+                method=out.method.encode("ascii"),
+                target=out.target.encode("ascii"),
+                headers=_h11_headers(headers),
+                _parsed=True,
+            )
+        return h11.Request(method=out.method, target=out.target, headers=headers)
+
+    def _encoded(self, headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+        # A gateway passes the same headers object on every call: encode once.
+        cached = self._last_headers
+        if cached is not None and cached[0] is headers:
+            return cached[1]
+        encoded = [(b"host", self._host_header.encode("ascii"))] + [
+            (name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
+        ]
+        self._last_headers = (headers, encoded)
+        return encoded
 
     def close(self) -> None:
         """Close every idle connection; ones in use close when their answer is read."""
@@ -248,6 +292,26 @@ class SocketExchange:
             idle, self._idle = self._idle, []
         for conn in idle:
             _close_quietly(conn.sock)
+
+
+def _h11_headers(pairs: list[tuple[bytes, bytes]]) -> Any:
+    # h11's Headers takes (raw name, lower-cased name, value) triples.
+    return _H11_HEADERS([(name, name.lower(), value) for name, value in pairs])
+
+
+def _pre_parsed_supported() -> bool:
+    # A private fast path of h11's own reader; used only when this h11 has it.
+    try:
+        h11.Request(
+            method=b"GET", target=b"/", headers=_h11_headers([(b"host", b"x")]), _parsed=True
+        )
+    except Exception:
+        return False
+    return True
+
+
+_H11_HEADERS: Any = getattr(getattr(h11, "_headers", None), "Headers", None)
+_PRE_PARSED = _H11_HEADERS is not None and _pre_parsed_supported()
 
 
 def event_reason(status: int) -> str:
@@ -261,10 +325,8 @@ def event_reason(status: int) -> str:
 
 
 def _close_quietly(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.close()
-    except OSError:  # pragma: no cover - close of a dead socket
-        pass
 
 
 # -- httpx clients and transports --------------------------------------------------
@@ -322,12 +384,12 @@ class HttpxExchange:
         """Send ``out`` and return the complete answer; raises only GatewayErrors."""
         try:
             return self._roundtrip(out, deadline, attempt)
-        except _Stale as stale:
+        except _StaleConnectionError as stale:
             if not out.repeat_safe:
                 raise error_from(stale.cause, attempt, answered=False) from stale.cause
         try:
             return self._roundtrip(out, deadline, attempt)
-        except _Stale as stale:
+        except _StaleConnectionError as stale:
             raise error_from(stale.cause, attempt, answered=False) from stale.cause
 
     def _roundtrip(self, out: Outgoing, deadline: Deadline, attempt: Attempt) -> Answer:
@@ -349,7 +411,11 @@ class HttpxExchange:
             else:
                 assert self._transport is not None
                 request = httpx.Request(
-                    out.method, out.url, headers=out.headers, content=out.body, extensions=extensions
+                    out.method,
+                    out.url,
+                    headers=out.headers,
+                    content=out.body,
+                    extensions=extensions,
                 )
                 response = self._transport.handle_request(request)
             answered = True
@@ -366,13 +432,19 @@ class HttpxExchange:
                         deadline.check()
                 body = reader.finish()
             finally:
+                leftover = _connection_with_leftover(response)
                 response.close()
+                if leftover is not None:
+                    leftover.close()
+        except httpx.HTTPStatusError as exc:
+            # The client raises on error statuses itself (a hook): keep the status.
+            return _answer_of_status_error(exc.response)
         except Exception as exc:
             if trace.reused and not answered and _stale_kind(exc):
-                raise _Stale(exc) from exc
+                raise _StaleConnectionError(exc) from exc
             raise error_from(exc, attempt, answered=answered) from exc
         status = response.status_code
-        return Answer(status, response.reason_phrase, () if status in _OK else tuple(head), body)
+        return Answer(status, event_reason(status), () if status in _OK else tuple(head), body)
 
     def close(self) -> None:
         """Close the transport given to the requester; a lent client stays open."""
@@ -397,14 +469,32 @@ class AsyncHttpxExchange:
     async def send(self, out: Outgoing, deadline: Deadline, attempt: Attempt) -> Answer:
         """Send ``out`` and return the complete answer; raises only GatewayErrors."""
         try:
-            return await self._roundtrip(out, deadline, attempt)
-        except _Stale as stale:
+            return await self._bounded(out, deadline, attempt)
+        except _StaleConnectionError as stale:
             if not out.repeat_safe:
                 raise error_from(stale.cause, attempt, answered=False) from stale.cause
         try:
-            return await self._roundtrip(out, deadline, attempt)
-        except _Stale as stale:
+            return await self._bounded(out, deadline, attempt)
+        except _StaleConnectionError as stale:
             raise error_from(stale.cause, attempt, answered=False) from stale.cause
+
+    async def _bounded(self, out: Outgoing, deadline: Deadline, attempt: Attempt) -> Answer:
+        # httpx bounds each read, not the whole answer: an endless stream of
+        # 100 Continue or a trickled head would outlast any per-read timeout.
+        try:
+            return await asyncio.wait_for(
+                self._roundtrip(out, deadline, attempt), deadline.remaining()
+            )
+        except Fault as exc:
+            raise error_from(exc, attempt, answered=False) from None
+        except asyncio.TimeoutError:
+            raise error_from(
+                Fault(
+                    "timeout", f"no complete answer within request_timeout={deadline.timeout:g}s"
+                ),
+                attempt,
+                answered=True,
+            ) from None
 
     async def _roundtrip(self, out: Outgoing, deadline: Deadline, attempt: Attempt) -> Answer:
         import httpx
@@ -425,7 +515,11 @@ class AsyncHttpxExchange:
             else:
                 assert self._transport is not None
                 request = httpx.Request(
-                    out.method, out.url, headers=out.headers, content=out.body, extensions=extensions
+                    out.method,
+                    out.url,
+                    headers=out.headers,
+                    content=out.body,
+                    extensions=extensions,
                 )
                 response = await self._transport.handle_async_request(request)
             answered = True
@@ -442,18 +536,56 @@ class AsyncHttpxExchange:
                         deadline.check()
                 body = reader.finish()
             finally:
+                leftover = _connection_with_leftover(response)
                 await response.aclose()
+                if leftover is not None:
+                    await leftover.aclose()
+        except httpx.HTTPStatusError as exc:
+            # The client raises on error statuses itself (a hook): keep the status.
+            return _answer_of_status_error(exc.response)
         except Exception as exc:
             if trace.reused and not answered and _stale_kind(exc):
-                raise _Stale(exc) from exc
+                raise _StaleConnectionError(exc) from exc
             raise error_from(exc, attempt, answered=answered) from exc
         status = response.status_code
-        return Answer(status, response.reason_phrase, () if status in _OK else tuple(head), body)
+        return Answer(status, event_reason(status), () if status in _OK else tuple(head), body)
 
     async def aclose(self) -> None:
         """Close the transport given to the requester; a lent client stays open."""
         if self._transport is not None:
             await self._transport.aclose()
+
+
+def _connection_with_leftover(response: httpx.Response) -> Any:
+    """httpcore's connection of ``response`` if bytes past the answer's end sit in it.
+
+    httpx would reuse it and read those bytes as the next call's answer (a
+    smuggled response); the caller closes it instead. Private attributes,
+    looked up defensively: with another transport there is nothing to find.
+    """
+    stream: Any = response.stream
+    for _ in range(6):
+        state = getattr(stream, "_h11_state", None)
+        if state is not None:
+            trailing = getattr(state, "trailing_data", (b"", False))
+            return stream if trailing[0] else None
+        stream = next(
+            (
+                getattr(stream, name)
+                for name in ("_stream", "_httpcore_stream", "_connection")
+                if getattr(stream, name, None) is not None
+            ),
+            None,
+        )
+        if stream is None:
+            return None
+    return None
+
+
+def _answer_of_status_error(response: httpx.Response) -> Answer:
+    status = response.status_code
+    head = tuple(response.headers.multi_items())
+    return Answer(status, event_reason(status), () if status in _OK else head, b"")
 
 
 def _stale_kind(exc: BaseException) -> bool:
@@ -473,7 +605,9 @@ def _stale_kind(exc: BaseException) -> bool:
 
 # -- aiohttp sessions -------------------------------------------------------------
 
-_REUSED: contextvars.ContextVar[bool] = contextvars.ContextVar("jobmon_gateway_reused", default=False)
+_REUSED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "jobmon_gateway_reused", default=False
+)
 _CONNECTOR_CLASS: type[Any] | None = None
 
 
@@ -495,7 +629,7 @@ def _connector_class() -> type[Any]:
     return _CONNECTOR_CLASS
 
 
-async def _close_with_loop(session: aiohttp.ClientSession) -> AsyncIterator[None]:
+async def _close_with_loop(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
     # Kept suspended for the life of its event loop: the loop closes every
     # such generator when it shuts down (asyncio.run does), and that closes
     # the session on the loop it belongs to.
@@ -513,7 +647,7 @@ class _LoopSession:
         self,
         loop: asyncio.AbstractEventLoop,
         session: aiohttp.ClientSession,
-        guard: AsyncIterator[None],
+        guard: AsyncGenerator[None, None],
     ) -> None:
         self.loop = loop
         self.session = session
@@ -536,6 +670,11 @@ class AiohttpExchange:
         self._lent = session
         self._by_loop: dict[asyncio.AbstractEventLoop, _LoopSession] = {}
         self._lock = threading.Lock()
+
+    @property
+    def closed(self) -> bool:
+        """Whether no session of ours is open (a lent one is never ours to close)."""
+        return not self._by_loop
 
     @property
     def lent_session(self) -> aiohttp.ClientSession | None:
@@ -566,7 +705,14 @@ class AiohttpExchange:
         )
         # We decompress (with the size limit) and send every header ourselves.
         session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+            connector=connector,
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent",),
+            # The sync exchange keeps no cookies either: the same requests both ways.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            # The sync exchange's parser (h11) allows a 16 KiB head.
+            max_line_size=16384,
+            max_field_size=16384,
         )
         # aiohttp would quietly resend an idempotent request once on a dropped
         # reused connection; we do that ourselves, for every repeat-safe call.
@@ -584,19 +730,19 @@ class AiohttpExchange:
             for record in gone:
                 del self._by_loop[record.loop]
         for record in gone:
-            _abandon(record.session)
+            _abandon(record)
 
     async def send(self, out: Outgoing, deadline: Deadline, attempt: Attempt) -> Answer:
         """Send ``out`` and return the complete answer; raises only GatewayErrors."""
         session = await self.session()
         try:
             return await self._roundtrip(session, out, deadline, attempt)
-        except _Stale as stale:
+        except _StaleConnectionError as stale:
             if not out.repeat_safe:
                 raise error_from(stale.cause, attempt, answered=False) from stale.cause
         try:
             return await self._roundtrip(session, out, deadline, attempt)
-        except _Stale as stale:
+        except _StaleConnectionError as stale:
             raise error_from(stale.cause, attempt, answered=False) from stale.cause
 
     async def _roundtrip(
@@ -605,8 +751,8 @@ class AiohttpExchange:
         import aiohttp
 
         if self._lent is not None:
-            # Not our connector: guess reuse from its idle pool.
-            reused = bool(getattr(session.connector, "_conns", None))
+            # Not our connector: guess reuse from its idle pool for this host.
+            reused = _pooled_for(session, self._settings)
         else:
             _REUSED.set(False)
             reused = False
@@ -622,6 +768,7 @@ class AiohttpExchange:
                 allow_redirects=False,
                 timeout=timeout,
                 auto_decompress=False,
+                raise_for_status=False,  # a lent session's own setting must not hide the status
             ) as response:
                 answered = True
                 try:
@@ -637,12 +784,11 @@ class AiohttpExchange:
                 except BaseException:
                     response.close()  # never reuse a connection read short
                     raise
-                reason = response.reason or ""
         except Exception as exc:
             if not answered and (reused or _REUSED.get()) and _stale_kind(exc):
-                raise _Stale(exc) from exc
+                raise _StaleConnectionError(exc) from exc
             raise error_from(exc, attempt, answered=answered) from exc
-        return Answer(status, reason, () if status in _OK else tuple(head), body)
+        return Answer(status, event_reason(status), () if status in _OK else tuple(head), body)
 
     async def aclose(self) -> None:
         """Close our sessions (on this loop by awaiting, on closed loops by force)."""
@@ -658,7 +804,7 @@ class AiohttpExchange:
             if record.loop is running:
                 await record.guard.aclose()  # its finally closes the session
             elif record.loop.is_closed() or not record.loop.is_running():
-                _abandon(record.session)
+                _abandon(record)
             else:
                 # Still running in another thread: let it close there.
                 future = asyncio.run_coroutine_threadsafe(record.guard.aclose(), record.loop)
@@ -678,14 +824,33 @@ class AiohttpExchange:
             for record in records:
                 del self._by_loop[record.loop]
         for record in records:
-            _abandon(record.session)
+            _abandon(record)
 
 
-def _abandon(session: aiohttp.ClientSession) -> None:
-    # The session's loop is gone (or not running), so it cannot be awaited:
-    # close its sockets directly so that nothing stays open.
+def _pooled_for(session: aiohttp.ClientSession, settings: ConnectionSettings) -> bool:
+    # Whether the lent session holds an idle connection to our server (the
+    # next request would go on it); any other host's idle pool says nothing.
+    conns = getattr(session.connector, "_conns", None) or {}
+    host = settings.host.strip("[]")
+    return any(
+        getattr(key, "host", None) == host and getattr(key, "port", None) == settings.port
+        for key in conns
+    )
+
+
+def _abandon(record: _LoopSession) -> None:
+    """Close a session whose loop is not running, without awaiting on another loop."""
+    session, loop = record.session, record.loop
     if session.closed:
         return
+    if not loop.is_closed():
+        # Open but idle (run_until_complete between calls): run it once more
+        # to close the session properly, on its own loop.
+        try:
+            loop.run_until_complete(record.guard.aclose())
+            return
+        except RuntimeError:
+            pass  # another loop runs in this thread: abort below
     connector = session.connector
     protocols: list[Any] = []
     if connector is not None:
@@ -694,10 +859,15 @@ def _abandon(session: aiohttp.ClientSession) -> None:
         protocols.extend(getattr(connector, "_acquired", ()))
     for proto in protocols:
         transport = getattr(proto, "transport", None)
+        if not loop.is_closed() and transport is not None:
+            # The loop still owns the descriptor: let it unregister and close it.
+            transport.abort()
+            continue
+        # The loop is gone (its selector with it): close the socket itself.
         sock = getattr(transport, "_sock", None)
         if isinstance(sock, socket.socket):
             _close_quietly(sock)
-    # Mark both closed without touching the dead loop (and without their
+    # Mark both closed without touching the loop again (and without their
     # "Unclosed" warnings, which would now be false).
     if connector is not None:
         connector._closed = True

@@ -35,7 +35,10 @@ def _outgoing_of(request: httpx.Request) -> Any:
         if name.lower() not in ("host", "content-length", "transfer-encoding")
     }
     body = request.content or None
-    return Outgoing(request.method, str(request.url), target, headers, body, True)
+    # A caller's own request: only a method that is safe to repeat is resent
+    # after a dropped connection.
+    repeat_safe = request.method in ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")
+    return Outgoing(request.method, str(request.url), target, headers, body, repeat_safe)
 
 
 def _deadline_of(request: httpx.Request, default: float) -> Deadline:

@@ -12,12 +12,12 @@ import zlib
 from collections.abc import Iterable
 from typing import Literal
 
-__all__ = ["Deadline", "Fault", "BodyReader", "check_head"]
+__all__ = ["BodyReader", "Deadline", "Fault", "check_head"]
 
 FaultKind = Literal["timeout", "too_large", "protocol", "decoding"]
 
 
-class Fault(Exception):
+class Fault(Exception):  # noqa: N818 - a finding, mapped before it escapes
     """Something wrong with an answer, found by the reader; mapped to a GatewayError."""
 
     def __init__(self, kind: FaultKind, message: str, *, answered: bool = True) -> None:
@@ -56,22 +56,26 @@ def check_head(status: int, headers: Iterable[tuple[str, str]]) -> tuple[str | N
     100-599, both ``Content-Length`` and ``Transfer-Encoding`` (a smuggling
     vector), conflicting lengths, and a body on a 1xx, 204 or 304.
     """
-    if not 100 <= status <= 599:
-        raise Fault("protocol", f"the server sent an invalid status code {status}")
+    if not 200 <= status <= 599:
+        # A 1xx can only precede an answer (101 would switch protocols).
+        raise Fault("protocol", f"the server sent status {status} as its answer")
     encoding: str | None = None
     length: int | None = None
     chunked = False
     for name, value in headers:
         lowered = name.lower()
         if lowered == "content-length":
-            try:
-                this = int(value.strip())
-            except ValueError:
-                raise Fault("protocol", "the server sent an invalid Content-Length") from None
+            text = value.strip()
+            if not text.isdigit() or len(text) > 18:
+                # "31, 31" is folded by some parsers and refused by others: refuse it.
+                raise Fault("protocol", "the server sent an invalid Content-Length")
+            this = int(text)
             if this < 0 or (length is not None and this != length):
                 raise Fault("protocol", "the server sent conflicting Content-Length headers")
             length = this
         elif lowered == "transfer-encoding":
+            if chunked or value.strip().lower() != "chunked":
+                raise Fault("protocol", "the server sent a Transfer-Encoding other than chunked")
             chunked = True
         elif lowered == "content-encoding":
             encoding = value.strip().lower() if encoding is None else f"{encoding},{value}"
@@ -90,7 +94,7 @@ class BodyReader:
     ``limit`` bytes of output, whatever its ratio.
     """
 
-    __slots__ = ("_chunks", "_decoder", "_encoding", "_fed", "_limit", "_size")
+    __slots__ = ("_chunks", "_decoder", "_encoding", "_fed", "_limit", "_pending", "_size")
 
     def __init__(self, encoding: str | None, limit: int, length: int | None = None) -> None:
         if length is not None and length > limit and encoding in (None, "identity"):
@@ -98,6 +102,7 @@ class BodyReader:
         self._limit = limit
         self._size = 0
         self._fed = False
+        self._pending = b""
         self._chunks: list[bytes] = []
         self._encoding = encoding
         if encoding in (None, "", "identity"):
@@ -116,13 +121,22 @@ class BodyReader:
             return
         self._fed = True
         if self._encoding == "deflate" and self._decoder is None:
-            # RFC 9110 deflate is zlib-wrapped; some servers send it raw.
-            wrapped = len(data) >= 2 and (data[0] & 0x0F) == 8 and (data[0] * 256 + data[1]) % 31 == 0
+            # RFC 9110 deflate is zlib-wrapped; some servers send it raw. The
+            # first two bytes tell, so wait for two (a chunk may hold one).
+            data = self._pending + data
+            if len(data) < 2:
+                self._pending = data
+                return
+            self._pending = b""
+            wrapped = (data[0] & 0x0F) == 8 and (data[0] * 256 + data[1]) % 31 == 0
             self._decoder = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
         decoder = self._decoder
         if decoder is None:
             self._add(data)
             return
+        if decoder.eof:
+            # zlib would keep every further byte in unused_data, uncounted.
+            raise Fault("decoding", f"the {self._encoding} body has bytes after its end")
         room = self._limit - self._size
         try:
             out = decoder.decompress(data, room + 1)
@@ -130,6 +144,8 @@ class BodyReader:
             raise Fault("decoding", f"the {self._encoding} body is corrupt ({exc})") from None
         if decoder.unconsumed_tail or len(out) > room:
             raise Fault("too_large", _too_large(self._limit))
+        if decoder.unused_data:
+            raise Fault("decoding", f"the {self._encoding} body has bytes after its end")
         self._add(out)
 
     def _add(self, data: bytes) -> None:
@@ -140,6 +156,8 @@ class BodyReader:
 
     def finish(self) -> bytes:
         """The whole decoded body; refuses a compressed stream that ends early."""
+        if self._pending:
+            raise Fault("decoding", f"the {self._encoding} body is corrupt (one byte)")
         decoder = self._decoder
         if decoder is not None and (self._chunks or decoder.unused_data or not decoder.eof):
             if not self._chunks and not decoder.eof and not self._fed:
@@ -153,8 +171,9 @@ class BodyReader:
             if tail:
                 self._add(tail)
         chunks = self._chunks
-        if len(chunks) == 1:
+        if len(chunks) == 1 and type(chunks[0]) is bytes:
             return chunks[0]
+        # h11 hands out bytearray slices; the body is always bytes.
         return b"".join(chunks)
 
 

@@ -57,6 +57,7 @@ class RetryCourse:
         "first",
         "last_answer",
         "policy",
+        "reached",
         "repeat_safe",
         "replayed",
         "replayed_wait",
@@ -86,6 +87,8 @@ class RetryCourse:
         self.sent = 0
         self.started = time.monotonic()
         self.last_answer: GatewayError | None = None
+        # Whether any request of the call may have reached the server.
+        self.reached = False
         # The first attempt's failure and the wait decided for it, until
         # stamina's loop replays it.
         self.first: tuple[GatewayError, float] | None = None
@@ -97,7 +100,10 @@ class RetryCourse:
         self.sent += 1
         budget = self.policy.timeout
         cap = self.started + budget if budget > 0 else None
-        return Attempt(self.call, self.url, self.sent), Deadline(self.request_timeout, cap)
+        return (
+            Attempt(self.call, self.url, self.sent, self.request_timeout),
+            Deadline(self.request_timeout, cap),
+        )
 
     def run(self, attempt: Callable[[Attempt, Deadline], T]) -> T:
         """Run ``attempt`` until it succeeds or the course says stop; raise the final error."""
@@ -181,6 +187,7 @@ class RetryCourse:
             return False
         if exc.status is not None:
             self.last_answer = exc
+        self.reached = self.reached or exc.request_sent
         policy = self.policy
         if not (self.retry and exc.retryable and stamina.is_active()):
             return False
@@ -233,4 +240,5 @@ class RetryCourse:
             last_error=exc,
             answer=answer,
             attempts=self.sent,
+            request_sent=self.reached or exc.request_sent,
         )

@@ -141,9 +141,9 @@ class RetryPolicy:
         return self.timeout == 0 or self.attempts == 1
 
 
-def build_settings(service_url: object, options: Mapping[str, Any]) -> tuple[
-    ConnectionSettings, RetryPolicy
-]:
+def build_settings(
+    service_url: object, options: Mapping[str, Any]
+) -> tuple[ConnectionSettings, RetryPolicy]:
     """Validate every option and return the two frozen values.
 
     Raises:
@@ -161,11 +161,19 @@ def build_settings(service_url: object, options: Mapping[str, Any]) -> tuple[
     for name in ("retries_timeout", "wait_initial", "wait_max", "wait_jitter", "retry_after_max"):
         _number(name, values[name], positive=False)
     attempts = values["retries_attempts"]
-    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-        raise ConfigurationError(f"retries_attempts must be an int >= 1, got {attempts!r}")
+    if (
+        isinstance(attempts, bool)
+        or not isinstance(attempts, int)
+        or not 1 <= attempts <= 1_000_000
+    ):
+        raise ConfigurationError(
+            f"retries_attempts must be an int from 1 to 1000000, got {_short(attempts)}"
+        )
     max_bytes = values["max_response_bytes"]
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
-        raise ConfigurationError(f"max_response_bytes must be an int >= 1, got {max_bytes!r}")
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or not 1 <= max_bytes <= 2**48:
+        raise ConfigurationError(
+            f"max_response_bytes must be an int from 1 to 2**48, got {_short(max_bytes)}"
+        )
     headers = _headers(values["headers"])
     version = values["client_jobmon_version"]
     if not isinstance(version, str) or not _VERSION.fullmatch(version):
@@ -183,9 +191,11 @@ def build_settings(service_url: object, options: Mapping[str, Any]) -> tuple[
         # Servers mounted under a versioned prefix (3.4+) answer a repeated
         # queue_task_batch without a second task instance; 3.2 (routes at /)
         # adds one per repeat (measured in its database).
-        repeat_safe = prefix != ""
+        repeat_safe = (path + prefix) != ""  # Jobmon puts the prefix in service_url
     elif not isinstance(repeat_safe, bool):
-        raise ConfigurationError(f"repeat_safe_queueing must be a bool or None, got {repeat_safe!r}")
+        raise ConfigurationError(
+            f"repeat_safe_queueing must be a bool or None, got {repeat_safe!r}"
+        )
     max_connections, max_keepalive, expiry = _limits(values["limits"])
     connection = ConnectionSettings(
         scheme=scheme,
@@ -217,30 +227,34 @@ def build_settings(service_url: object, options: Mapping[str, Any]) -> tuple[
 
 def _service_url(value: object) -> tuple[str, str, int, str]:
     if not isinstance(value, str) or not value.startswith(("http://", "https://")):
-        shown = value if not isinstance(value, str) else _masked(value)
+        shown = _masked(value) if isinstance(value, str) else type(value).__name__
         raise ConfigurationError(f"service_url must be an http:// or https:// URL, got {shown!r}")
-    if _CONTROL_OR_SPACE.search(value):
-        raise ConfigurationError(
-            "service_url must not contain spaces or control characters (line breaks, tabs)"
-        )
-    parts = urlsplit(value)
-    if "@" in parts.netloc:
+    rest = value.split("://", 1)[1]
+    if "@" in rest:
         # Refused rather than masked: sync and async would otherwise need to
         # agree on turning it into Basic auth, and it would sit in every repr.
+        # Checked before parsing: a '#', '/' or '?' in a password would hide it.
         raise ConfigurationError(
             f"service_url must not carry a user name or password ({_masked(value)!r});"
             " pass credentials as headers={'Authorization': ...}"
         )
-    if parts.query or parts.fragment or "?" in value or "#" in value:
+    if _CONTROL_OR_SPACE.search(value):
+        raise ConfigurationError(
+            "service_url must not contain spaces or control characters (line breaks, tabs)"
+        )
+    if "?" in value or "#" in value:
         raise ConfigurationError(f"service_url must not have a query or fragment, got {value!r}")
-    hostname = parts.hostname or ""
+    try:
+        parts = urlsplit(value)
+        hostname = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        raise ConfigurationError(
+            f"service_url is not a valid URL (host or port malformed): {value!r}"
+        ) from None
     host = f"[{hostname}]" if ":" in hostname else hostname
     if not hostname or not _HOST.fullmatch(host):
         raise ConfigurationError(f"service_url has no valid host name: {value!r}")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ConfigurationError(f"service_url has an invalid port (1-65535): {value!r}") from None
     if port is None:
         if parts.netloc.endswith(":"):
             raise ConfigurationError(f"service_url has an empty port: {value!r}")
@@ -270,26 +284,42 @@ def _route_prefix(value: object, *, name: str = "route_prefix") -> str:
 
 
 def _masked(url: str) -> str:
-    # As httpx shows a URL: the user name kept, the password replaced.
+    # As httpx shows a URL: the user name kept, the password replaced. The
+    # last '@' ends the user info, whatever the password holds ('/', '#', '?').
     scheme, sep, rest = url.partition("://")
-    authority, slash, tail = rest.partition("/")
-    if "@" not in authority:
+    if "@" not in rest:
         return url
-    userinfo, _, hostport = authority.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:[secure]@{hostport}{slash}{tail}"
+    userinfo, _, hostport = rest.rpartition("@")
+    user = userinfo.split(":", 1)[0].split("/", 1)[0]
+    return f"{scheme}{sep}{user}:[secure]@{hostport}"
+
+
+MAX_SECONDS = 1e6
+"""Longest time any setting may name (11 days): longer is a mistake, and breaks clocks."""
+_MAX_FACTOR = 1e3
 
 
 def _number(name: str, value: object, *, positive: bool) -> None:
+    limit = _MAX_FACTOR if name == "wait_exp_base" else MAX_SECONDS
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
+        # A huge int would overflow math.isfinite; anything past the limit is refused.
+        or (isinstance(value, int) and value.bit_length() > 64)
         or not math.isfinite(value)
         or value < 0
+        or value > limit
         or (positive and value == 0)
     ):
         need = "a positive" if positive else "a non-negative"
-        raise ConfigurationError(f"{name} must be {need} finite number, got {value!r}")
+        raise ConfigurationError(
+            f"{name} must be {need} finite number of at most {limit:g}, got {_short(value)}"
+        )
+
+
+def _short(value: object) -> str:
+    text = repr(value) if not isinstance(value, int) or value.bit_length() < 200 else "a huge int"
+    return text[:80]
 
 
 def _headers(value: object) -> tuple[tuple[str, str], ...]:
@@ -324,5 +354,7 @@ def _limits(value: object) -> tuple[int, int, float]:
         int(max_connections) if isinstance(max_connections, int) else 100,
         int(max_keepalive) if isinstance(max_keepalive, int) else 20,
         # Never longer than the server keeps an idle connection (uvicorn: 5 s).
-        min(float(expiry), KEEPALIVE_EXPIRY) if isinstance(expiry, int | float) else KEEPALIVE_EXPIRY,
+        min(float(expiry), KEEPALIVE_EXPIRY)
+        if isinstance(expiry, int | float)
+        else KEEPALIVE_EXPIRY,
     )

@@ -1,10 +1,10 @@
 """An httpx async transport that sends on one pooled aiohttp session.
 
-Measured on loopback (see the Performance page), httpx's own async pool costs
-three to four times what aiohttp does per call, so the gateway's own async
-clients send through aiohttp while everything above the transport stays
-httpx: requests, responses, ``httpx.AsyncClient``, and any client a caller
-hands in with ``set_session``.
+For callers who want an ``httpx.AsyncClient`` over aiohttp. The gateway
+itself does not use it: its own async calls go to an aiohttp session per
+event loop (the SDK's own exchange), which bounds and decodes
+every answer itself. Importing this module imports aiohttp;
+``jobmon_gateway.AiohttpTransport`` loads it on first use.
 
 Mocking libraries that patch ``httpx.AsyncHTTPTransport`` (pytest-httpx does)
 keep working: while that method is patched, this transport defers to it.

@@ -33,7 +33,9 @@ class HttpSettings:
         route_prefix: Where the API is mounted: ``"/api/v3"`` on servers 3.4+, ``""`` on 3.2.
         request_timeout: Seconds allowed for one request (connect, send, read).
         retries_attempts: Most requests sent for one call, the first included.
-        retries_timeout: Most seconds spent on one call across its retries.
+        max_response_bytes: Most bytes of an answer's body after decompression.
+        retries_timeout: Most seconds spent on one call across its retries
+            (``0``: Jobmon's reading, one attempt and then an error).
     """
 
     service_url: str
@@ -41,6 +43,7 @@ class HttpSettings:
     request_timeout: float = 20.0
     retries_attempts: int = 10
     retries_timeout: float = 300.0
+    max_response_bytes: int = 128 * 1024 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HttpSettings:
@@ -61,6 +64,7 @@ class HttpSettings:
             "request_timeout",
             "retries_attempts",
             "retries_timeout",
+            "max_response_bytes",
         ):
             variable = ENV_PREFIX + name.upper()
             if variable in env:
@@ -74,7 +78,8 @@ class HttpSettings:
             route_prefix=str(values.get("route_prefix", DEFAULT_ROUTE_PREFIX) or ""),
             request_timeout=_number(values, "request_timeout", 20.0, float),
             retries_attempts=int(_number(values, "retries_attempts", 10, int)),
-            retries_timeout=_number(values, "retries_timeout", 300.0, float),
+            retries_timeout=_number(values, "retries_timeout", 300.0, float, zero_ok=True),
+            max_response_bytes=int(_number(values, "max_response_bytes", 128 * 1024 * 1024, int)),
         )
 
 
@@ -85,6 +90,8 @@ def _yaml_http_section(path: Path) -> dict[str, object]:
         raise ConfigurationError(f"cannot read {CONFIG_FILE_ENV}={path}: {exc}") from exc
     except yaml.YAMLError as exc:
         raise ConfigurationError(f"{CONFIG_FILE_ENV}={path} is not valid YAML: {exc}") from exc
+    except (RecursionError, MemoryError):
+        raise ConfigurationError(f"{CONFIG_FILE_ENV}={path} is nested too deeply") from None
     if document is None:
         return {}
     section = document.get("http") if isinstance(document, dict) else None
@@ -96,7 +103,12 @@ def _yaml_http_section(path: Path) -> dict[str, object]:
 
 
 def _number(
-    values: Mapping[str, object], name: str, default: float, kind: type[int] | type[float]
+    values: Mapping[str, object],
+    name: str,
+    default: float,
+    kind: type[int] | type[float],
+    *,
+    zero_ok: bool = False,
 ) -> float:
     raw = values.get(name, default)
     try:
@@ -106,13 +118,22 @@ def _number(
         if kind is int and not number.is_integer():
             # 2.5 attempts is a mistake to report, not a number to round.
             raise ValueError
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigurationError(
             f"{ENV_PREFIX}{name.upper()} (or http.{name}) must be a number"
-            f"{' (whole)' if kind is int else ''}, got {raw!r}"
+            f"{' (whole)' if kind is int else ''}, got {_shown(raw)}"
         ) from None
-    if not math.isfinite(number) or number <= 0:
+    if not math.isfinite(number) or number < 0 or (number == 0 and not zero_ok):
+        # retries_timeout=0 is Jobmon's own test setting: one attempt, then an error.
+        need = "non-negative" if zero_ok else "positive"
         raise ConfigurationError(
-            f"{ENV_PREFIX}{name.upper()} (or http.{name}) must be positive, got {raw!r}"
+            f"{ENV_PREFIX}{name.upper()} (or http.{name}) must be {need}, got {_shown(raw)}"
         )
     return float(number)
+
+
+def _shown(value: object) -> str:
+    # repr() of an int past 4,300 digits raises; a long value helps nobody.
+    if isinstance(value, int) and value.bit_length() > 128:
+        return "a huge int"
+    return repr(value)[:80]

@@ -14,16 +14,16 @@ from __future__ import annotations
 import random
 import time
 from collections import defaultdict
-from typing import Any
-
-from rich.console import Console
-from rich.live import Live
+from typing import TYPE_CHECKING, Any
 
 from .gateway import ServerGateway
 from .models import TaskMetadata, TaskStatus, WorkflowRunStatus
-from .progress import ACTIVE, ProgressView, StatusTally
+from .progress import ACTIVE, ProgressView, StatusTally, follow
 from .testing import FakeJobmonServer
 from .transport import Requester
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["run_demo"]
 
@@ -155,9 +155,17 @@ class DemoDriver:
 
 
 def run_demo(
-    console: Console, *, tasks: int = 300, seed: int = 7, delay: float = 0.05
+    console: Console,
+    *,
+    tasks: int = 300,
+    seed: int = 7,
+    delay: float = 0.05,
+    quiet: bool = False,
 ) -> dict[str, Any]:
-    """Seed the fake, drive one workflow run to its end with a live view; return a report."""
+    """Seed the fake, drive one workflow run to its end with a live view; return a report.
+
+    ``quiet`` prints no progress lines when ``console`` is not a terminal.
+    """
     if tasks < 1:
         raise ValueError("the demo needs at least one task")
     rng = random.Random(seed)  # noqa: S311 - a repeatable demo, not security
@@ -171,14 +179,14 @@ def run_demo(
     started = time.perf_counter()
     with ServerGateway(requester, workflow_id, run_id) as gateway:
         driver = DemoDriver(gateway)
-        view = ProgressView(console, f"workflow {workflow_id}")
-        with Live(view.progress, console=console, refresh_per_second=10):
+        view = ProgressView(f"demo: workflow {workflow_id}, run {run_id}")
+        with follow(console, view, quiet=quiet, transient=quiet) as progress:
             driver.start()
-            view.show(driver.tally)
+            progress.show(driver.tally)
             while driver.step():
-                view.show(driver.tally)
+                progress.show(driver.tally)
                 time.sleep(delay)
-            view.show(driver.tally)
+            progress.show(driver.tally)
         final_status = driver.finish()
     counts = driver.tally.counts()
     not_run = len(driver.tasks) - counts.get("D", 0) - counts.get("F", 0)

@@ -139,7 +139,8 @@ class GatewayError(Exception):
         self.server_error_type = (
             None if server_error_type is None else printable(server_error_type, 200)
         )
-        self.body_excerpt = None if body_excerpt is None else printable(body_excerpt, 500)
+        # Kept as sent (only capped): it is data to inspect, never part of str(error).
+        self.body_excerpt = None if body_excerpt is None else body_excerpt[:501]
         self.attempts = attempts
         self.url = url
         self.retry_after = retry_after
@@ -265,6 +266,7 @@ class RetryBudgetExhaustedError(GatewayError, RuntimeError):
         last_error: GatewayError,
         attempts: int,
         answer: GatewayError | None = None,
+        request_sent: bool | None = None,
     ) -> None:
         source = answer if answer is not None else last_error
         super().__init__(
@@ -278,5 +280,6 @@ class RetryBudgetExhaustedError(GatewayError, RuntimeError):
             attempts=attempts,
             url=last_error.url,
             retry_after=source.retry_after,
+            request_sent=last_error.request_sent if request_sent is None else request_sent,
         )
         self.last_error = last_error

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import datetime
 from types import TracebackType
-import threading
 from typing import TYPE_CHECKING, TypeVar
 
 from typing_extensions import Self
 
 from . import routes
+from ._exchange import AiohttpExchange, HttpxExchange, SocketExchange
 from .errors import InvalidRequestError, InvalidResponseError
 from .models import (
     DownstreamTasksResponse,
@@ -26,7 +27,6 @@ from .models import (
     WorkflowRunStatus,
 )
 from .routes import Call, positive_id
-from ._exchange import AiohttpExchange, HttpxExchange, SocketExchange
 from .transport import AsyncExchange, Requester, SyncExchange
 
 if TYPE_CHECKING:
@@ -147,9 +147,7 @@ class ServerGateway:
 
     # -- sessions ---------------------------------------------------------------
 
-    def set_session(
-        self, client: httpx.AsyncClient | httpx.Client | aiohttp.ClientSession
-    ) -> None:
+    def set_session(self, client: httpx.AsyncClient | httpx.Client | aiohttp.ClientSession) -> None:
         """Use a caller-owned client for the async (or sync) calls; it is never closed here.
 
         Takes an ``httpx.AsyncClient`` or an ``aiohttp.ClientSession`` for
@@ -331,6 +329,8 @@ class ServerGateway:
         """How many tasks of array ``array_id`` may run at once (2147483647: no limit).
 
         Servers before 3.4 lack the route and answer :class:`NotFoundError`.
+        A 3.6 server answers an unknown array with a 500 (``NoResultFound``),
+        which is retried like any 500: use :meth:`without_retries` to fail fast.
         """
         return await self._send(routes.get_array_concurrency(array_id))
 

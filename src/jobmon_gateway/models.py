@@ -32,11 +32,13 @@ from enum import Enum
 from functools import lru_cache
 from typing import Annotated, Any, TypeVar
 
+import pydantic_core
 from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    FailFast,
     Field,
     GetJsonSchemaHandler,
     PlainSerializer,
@@ -45,7 +47,6 @@ from pydantic import (
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
-import pydantic_core
 from pydantic_core import CoreSchema
 
 __all__ = [
@@ -250,7 +251,7 @@ class TerminateTaskInstancesResponse(_Response):
         return cls.model_validate_json(content)
 
 
-TaskIdsByStatus = dict[TaskStatusLetter, list[int]]
+TaskIdsByStatus = dict[TaskStatusLetter, Annotated[list[int], FailFast()]]
 
 
 class QueueResponse(_Response):
@@ -378,7 +379,7 @@ LITERAL_MAX_CHARS = 64 * 1024
 LITERAL_MAX_NODES = 10_000
 """Most syntax nodes in one literal."""
 LITERAL_MAX_KEYS = 1_000
-"""Most members of one dict or set in a literal: hashing them is quadratic at worst."""
+"""Most keys of one dict in a literal (keys must be strings; sets are refused)."""
 _LITERAL_CACHED_CHARS = 256
 """Only literals this short are cached: the usual few strings repeated across rows."""
 
@@ -390,20 +391,38 @@ def _literal_tree(text: str) -> ast.Expression:
     if len(text) > LITERAL_MAX_CHARS:
         raise ValueError(f"longer than {LITERAL_MAX_CHARS} characters")
     tree = ast.parse(text, mode="eval")
-    nodes = 0
-    for node in ast.walk(tree):
-        nodes += 1
+    for nodes, node in enumerate(ast.walk(tree), start=1):
         if nodes > LITERAL_MAX_NODES:
             raise ValueError(f"more than {LITERAL_MAX_NODES} items")
-        if isinstance(node, ast.Dict) and len(node.keys) > LITERAL_MAX_KEYS:
-            raise ValueError(f"a dict of more than {LITERAL_MAX_KEYS} keys")
-        if isinstance(node, ast.Set) and len(node.elts) > LITERAL_MAX_KEYS:
-            raise ValueError(f"a set of more than {LITERAL_MAX_KEYS} members")
+        if isinstance(node, ast.Set):
+            # No resource field holds a set, and hashing crafted members is quadratic.
+            raise ValueError("a set")
+        if isinstance(node, ast.Dict):
+            if len(node.keys) > LITERAL_MAX_KEYS:
+                raise ValueError(f"a dict of more than {LITERAL_MAX_KEYS} keys")
+            # String keys only: their hashes are randomized, so no crafted collisions.
+            if not all(
+                isinstance(key, ast.Constant) and isinstance(key.value, str) for key in node.keys
+            ):
+                raise ValueError("a dict whose keys are not all strings")
     return tree
 
 
 def _evaluate(text: str) -> tuple[Any, bool]:
-    value = ast.literal_eval(_literal_tree(text))
+    if len(text) > LITERAL_MAX_CHARS:
+        raise ValueError(f"longer than {LITERAL_MAX_CHARS} characters")
+    value: Any
+    try:
+        value = ast.literal_eval(_literal_tree(text))
+    except (ValueError, SyntaxError) as exc:
+        # Both servers store requested_resources with json.dumps, so a value
+        # holding true, false or null is JSON, not a Python literal.
+        try:
+            value = pydantic_core.from_json(text)  # nesting-limited; its keys are strings
+        except ValueError:
+            raise exc from None
+        if isinstance(value, list | dict) and len(value) > LITERAL_MAX_NODES:
+            raise ValueError(f"more than {LITERAL_MAX_NODES} items") from None
     # pydantic validates the dict or list into a new one anyway, so a flat
     # value (the usual {'memory': 0.5}) can be handed over as it is.
     items = value.values() if isinstance(value, dict) else value
@@ -544,7 +563,9 @@ class TaskMetadata(_Response):
 class TasksResponse(_Response):
     """Answer to ``get_tasks``: one chunk of not-done tasks keyed by task id."""
 
-    tasks: dict[TaskId, TaskMetadata] = Field(
+    # FailFast: a huge invalid answer is refused at its first bad entry, not
+    # after collecting (and rendering) an error for every one of them.
+    tasks: Annotated[dict[TaskId, TaskMetadata], FailFast()] = Field(
         description="Tasks by id (ascending, only ids above max_task_id, not DONE);"
         " an empty map means there are no more.",
         json_schema_extra=_TASK_ID_KEYS,
@@ -594,11 +615,13 @@ _DagNodeId = Annotated[int, Field(title="Node Id", description="The task's node 
 class DownstreamTasksResponse(_Response):
     """Answer to ``get_downstream_tasks``: each task's node and its downstream nodes."""
 
-    downstream_tasks: dict[TaskId, tuple[_DagNodeId, DownstreamNodeIds]] = Field(
-        description="For each task id: (node_id, downstream node ids). The ids arrive as a"
-        " JSON list, a JSON-encoded string or null; they always come out as a list.",
-        examples=[{"1": [4, [2, 9]], "11": [6, []]}],
-        json_schema_extra=_TASK_ID_KEYS,
+    downstream_tasks: Annotated[dict[TaskId, tuple[_DagNodeId, DownstreamNodeIds]], FailFast()] = (
+        Field(
+            description="For each task id: (node_id, downstream node ids). The ids arrive as a"
+            " JSON list, a JSON-encoded string or null; they always come out as a list.",
+            examples=[{"1": [4, [2, 9]], "11": [6, []]}],
+            json_schema_extra=_TASK_ID_KEYS,
+        )
     )
 
 

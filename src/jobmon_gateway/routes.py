@@ -20,6 +20,7 @@ import pydantic_core
 
 from .errors import InvalidRequestError, WorkflowNotFoundError
 from .models import (
+    MAX_ID,
     SERVER_TIME_FORMAT,
     DownstreamTasksResponse,
     HeartbeatResponse,
@@ -83,16 +84,28 @@ def positive_id(name: str, value: object) -> int:
     """
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidRequestError(
-            f"{name} must be a positive int, got {type(value).__name__} {value!r}"
+            f"{name} must be a positive int, got {type(value).__name__} {_shown(value)}"
         )
-    if value <= 0:
-        raise InvalidRequestError(f"{name} must be a positive int, got {value!r}")
+    if not 0 < value <= MAX_ID:
+        raise InvalidRequestError(
+            f"{name} must be a positive int up to 2**63-1, got {_shown(value)}"
+        )
     return int(value)
 
 
+def _shown(value: object) -> str:
+    # repr() of a 5,000-digit int raises ValueError; a huge repr helps nobody.
+    if isinstance(value, int) and value.bit_length() > 128:
+        return "a huge int"
+    try:
+        return repr(value)[:80]
+    except Exception:
+        return type(value).__name__
+
+
 def _non_negative_id(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidRequestError(f"{name} must be an int >= 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
+        raise InvalidRequestError(f"{name} must be an int from 0 to 2**63-1, got {_shown(value)}")
     return int(value)
 
 
@@ -106,12 +119,13 @@ def _task_ids(values: object) -> list[int]:
     # Keep the caller's order and duplicates: the server decides what they mean.
     ids = list(values)
     # The common case, plain ints, in one pass (100k ids for a DAG load).
-    if all(type(value) is int and value > 0 for value in ids):
+    if all(type(value) is int and 0 < value <= MAX_ID for value in ids):
         return ids
     for index, value in enumerate(ids):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ID:
             raise InvalidRequestError(
-                f"task_ids[{index}] must be a positive int, got {type(value).__name__} {value!r}"
+                f"task_ids[{index}] must be a positive int up to 2**63-1, got"
+                f" {type(value).__name__} {_shown(value)}"
             )
     # int subclasses (numpy ints are not, IntEnum is) go on the wire as plain ints.
     return [int(value) for value in ids]
@@ -127,7 +141,7 @@ def _run_status(value: object) -> str:
         return value
     raise InvalidRequestError(
         "status must be a WorkflowRunStatus or one upper-case letter"
-        f" (e.g. 'R'), got {type(value).__name__} {value!r}"
+        f" (e.g. 'R'), got {type(value).__name__} {_shown(value)}"
     )
 
 
@@ -135,13 +149,18 @@ def _report_increment(value: object) -> float:
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
+        or (isinstance(value, int) and value.bit_length() > 64)  # math.isfinite would overflow
         or not math.isfinite(value)
-        or value <= 0
+        or not 0 < value <= _MAX_SECONDS
     ):
         raise InvalidRequestError(
-            f"next_report_increment must be a positive finite number of seconds, got {value!r}"
+            f"next_report_increment must be a positive number of seconds up to"
+            f" {_MAX_SECONDS:g}, got {_shown(value)}"
         )
     return float(value)
+
+
+_MAX_SECONDS = 1e6
 
 
 def _since(value: object) -> str:
@@ -150,7 +169,7 @@ def _since(value: object) -> str:
             value = datetime.strptime(value, SERVER_TIME_FORMAT)
         except ValueError:
             raise InvalidRequestError(
-                f"since must be a datetime or a 'YYYY-MM-DD HH:MM:SS' string, got {value!r}"
+                f"since must be a datetime or a 'YYYY-MM-DD HH:MM:SS' string, got {_shown(value)}"
             ) from None
     if not isinstance(value, datetime):
         raise InvalidRequestError(f"since must be a datetime, got {type(value).__name__}")

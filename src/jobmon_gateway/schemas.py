@@ -178,9 +178,40 @@ def schema_of(model: type[BaseModel]) -> dict[str, Any]:
 
     It is ``model.model_json_schema(mode="validation")``: the models describe
     the server's raw forms there, so the schema accepts exactly what was
-    recorded on the wire.
+    recorded on the wire. Titles and descriptions are Markdown: the
+    docstrings' reST literals and roles become single-backtick code.
     """
-    return {"$schema": JSON_SCHEMA_DIALECT, **model.model_json_schema(mode="validation")}
+    schema = _plain_texts(model.model_json_schema(mode="validation"))
+    return {"$schema": JSON_SCHEMA_DIALECT, **schema}
+
+
+# Titles and descriptions come from the models' reST docstrings; a schema is
+# read as plain text or Markdown (by tools, on its docs page), where
+# ``literal`` and :class:`~x.Name` would show as raw markup.
+_REST_ROLE = re.compile(r":[a-z]+:`~?(?:[\w.]*\.)?([^`]+)`")
+_REST_LITERAL = re.compile(r"``(.+?)``", re.DOTALL)
+_TEXT_KEYS = frozenset({"title", "description"})
+# Values, not schemas: an example or default is kept exactly as written.
+_VALUE_KEYS = frozenset({"examples", "default", "const", "enum"})
+
+
+def _markdown(text: str) -> str:
+    return _REST_LITERAL.sub(r"`\1`", _REST_ROLE.sub(r"`\1`", text))
+
+
+def _plain_texts(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        return {
+            key: _markdown(value)
+            if key in _TEXT_KEYS and isinstance(value, str)
+            else value
+            if key in _VALUE_KEYS
+            else _plain_texts(value)
+            for key, value in schema.items()
+        }
+    if isinstance(schema, list):
+        return [_plain_texts(item) for item in schema]
+    return schema
 
 
 def schema_text(model: type[BaseModel]) -> str:

@@ -15,7 +15,7 @@ import os
 import ssl
 import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeVar, Union
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
 
 from ._answers import Answer, Attempt, result_of
@@ -54,15 +54,17 @@ speak, not this package's own version.
 
 _JSON = json.JSONEncoder(separators=(",", ":"))
 
-SyncExchange = Union[SocketExchange, HttpxExchange]
-AsyncExchange = Union[AiohttpExchange, AsyncHttpxExchange]
+SyncExchange = SocketExchange | HttpxExchange
+AsyncExchange = AiohttpExchange | AsyncHttpxExchange
 
 
 def _httpx_patched() -> tuple[bool, bool]:
     # A mocking library (pytest-httpx) patches httpx's own transports; then
     # the gateway must send through them for the mock to see its requests.
-    import httpx
-
+    # Nobody can have patched httpx without importing it: no import here.
+    httpx = sys.modules.get("httpx")
+    if httpx is None:
+        return False, False
     sync = getattr(httpx.HTTPTransport.handle_request, "__module__", "httpx._transports.default")
     async_ = getattr(
         httpx.AsyncHTTPTransport.handle_async_request, "__module__", "httpx._transports.default"
@@ -209,6 +211,7 @@ class Requester:
             "request_timeout": settings.request_timeout,
             "retries_attempts": settings.retries_attempts,
             "retries_timeout": settings.retries_timeout,
+            "max_response_bytes": settings.max_response_bytes,
         }
         options.update(overrides)
         service_url = options.pop("service_url", settings.service_url)
@@ -346,7 +349,12 @@ class Requester:
             if isinstance(verify, ssl.SSLContext):
                 self._ssl_context = verify
             elif isinstance(verify, str):
-                self._ssl_context = ssl.create_default_context(cafile=verify)
+                try:
+                    self._ssl_context = ssl.create_default_context(cafile=verify)
+                except (OSError, ssl.SSLError) as exc:
+                    raise ConfigurationError(
+                        f"verify={verify!r} is not a readable CA bundle ({type(exc).__name__})"
+                    ) from None
             else:
                 import certifi
 
@@ -370,7 +378,8 @@ class Requester:
         if _httpx_patched()[0]:
             import httpx
 
-            return HttpxExchange(limit, transport=httpx.HTTPTransport())
+            verify = self._tls() if self._connection.scheme == "https" else True
+            return HttpxExchange(limit, transport=httpx.HTTPTransport(verify=verify))
         tls = self._tls_context() if self._connection.scheme == "https" else None
         return SocketExchange(self._connection, tls)
 
@@ -382,10 +391,9 @@ class Requester:
         if _httpx_patched()[1]:
             import httpx
 
-            return AsyncHttpxExchange(limit, transport=httpx.AsyncHTTPTransport())
-        tls: ssl.SSLContext | bool = (
-            self._tls() if self._connection.scheme == "https" else True
-        )
+            verify = self._tls() if self._connection.scheme == "https" else True
+            return AsyncHttpxExchange(limit, transport=httpx.AsyncHTTPTransport(verify=verify))
+        tls: ssl.SSLContext | bool = self._tls() if self._connection.scheme == "https" else True
         return AiohttpExchange(self._connection, tls)
 
     def lend_exchange(self, client: object) -> SyncExchange | AsyncExchange:
@@ -397,6 +405,11 @@ class Requester:
         """
         owned = getattr(client, "jobmon_exchange", None)
         if owned is not None:
+            if getattr(client, "is_closed", False):
+                # A client this requester made and someone closed: refuse, as for a lent one.
+                raise InvalidRequestError(
+                    f"this {type(client).__name__} has been closed; make a new one"
+                )
             return owned  # type: ignore[no-any-return]
         limit = self._connection.max_response_bytes
         # Looked up, not imported: a client of a library nobody imported

@@ -32,6 +32,7 @@ from jobmon_gateway import (
     ServerGateway,
     StatusUpdateResponse,
     TaskMetadata,
+    TasksResponse,
     TaskStatus,
     TaskStatusUpdatesResponse,
     TerminateTaskInstancesResponse,
@@ -41,6 +42,7 @@ from jobmon_gateway import (
     __version__,
 )
 from jobmon_gateway.schemas import export_schemas
+from jobmon_gateway.testing import FakeJobmonServer, RecordedRequest
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +96,7 @@ async def drive(requester: Requester) -> None:
 
         terminated = await gateway.terminate_task_instances()
         assert_type(terminated, TerminateTaskInstancesResponse)
-        assert_type(terminated.num_terminated, int)
+        assert_type(terminated.num_terminated, int | None)
         assert_type(terminated.workflow_run_id, int)
 
         await gateway.request_triage()
@@ -182,20 +184,27 @@ def drive_sync(requester: Requester) -> None:
     with ServerGateway(requester, 12, 34) as gateway:
         assert_type(gateway, ServerGateway)
         assert_type(gateway.log_heartbeat_sync("R", 30.0), HeartbeatResponse)
+        assert_type(gateway.log_heartbeat_sync("R", 30.0).status, WorkflowRunStatus | str)
         assert_type(gateway.update_status_sync(WorkflowRunStatus.DONE), StatusUpdateResponse)
+        assert_type(gateway.update_status_sync("D").status, WorkflowRunStatus | str)
         assert_type(gateway.terminate_task_instances_sync(), TerminateTaskInstancesResponse)
         gateway.request_triage_sync()
         snapshot = gateway.get_task_status_updates_sync()
         assert_type(snapshot, TaskStatusUpdatesResponse)
+        assert_type(snapshot.tasks_by_status, dict[TaskStatus | str, list[int]])
         assert_type(
             gateway.get_task_status_updates_sync(since=snapshot.time), TaskStatusUpdatesResponse
         )
         assert_type(gateway.get_workflow_concurrency_sync(), int)
         assert_type(gateway.get_array_concurrency_sync(7), int)
-        assert_type(gateway.queue_task_batch_sync(1, [4, 5], 1, 2), QueueResponse)
+        queued = gateway.queue_task_batch_sync(1, [4, 5], 1, 2)
+        assert_type(queued, QueueResponse)
+        assert_type(queued.tasks_by_status, dict[TaskStatus | str, list[int]])
         metadata = gateway.get_workflow_metadata_sync()
         assert_type(metadata, WorkflowMetadata)
         assert_type(gateway.get_tasks_sync(0, 500), dict[int, TaskMetadata])
+        for task in gateway.get_tasks_sync(0, 500).values():
+            assert_type(task.status, TaskStatus | str)
         pages = gateway.iter_tasks_sync(chunk_size=1000)
         assert_type(pages, Iterator[dict[int, TaskMetadata]])
         for page in gateway.iter_tasks_sync():
@@ -261,3 +270,56 @@ def schemas(out: Path) -> None:
     """Exporting the JSON Schemas."""
     assert_type(export_schemas(out), list[Path])
     assert_type(export_schemas("schemas"), list[Path])
+
+
+def status_fields(raw: bytes) -> None:
+    """Every status field of every response model, read straight off the model.
+
+    tests/test_typing_suite.py checks that each status field of each response
+    model (nested ones included) has its line here. Mypy folds a union with
+    its own base class, so ``WorkflowRunStatus | str`` (the enum is a str)
+    reads as ``str`` on attribute access and ``assert_type`` takes either:
+    these lines pin the field against ``Any``/``int`` and the like, not
+    against a plain ``str``.
+    """
+    assert_type(HeartbeatResponse.model_validate_json(raw).status, WorkflowRunStatus | str)
+    assert_type(StatusUpdateResponse.model_validate_json(raw).status, WorkflowRunStatus | str)
+    assert_type(TaskMetadata.model_validate_json(raw).status, TaskStatus | str)
+    assert_type(
+        QueueResponse.model_validate_json(raw).tasks_by_status, dict[TaskStatus | str, list[int]]
+    )
+    assert_type(
+        TaskStatusUpdatesResponse.model_validate_json(raw).tasks_by_status,
+        dict[TaskStatus | str, list[int]],
+    )
+    for letter, ids in TaskStatusUpdatesResponse.model_validate_json(raw).tasks_by_status.items():
+        assert_type(letter, TaskStatus | str)
+        assert_type(ids, list[int])
+    for letter in QueueResponse.model_validate_json(raw).tasks_by_status:
+        assert_type(letter, TaskStatus | str)
+    for task in TasksResponse.model_validate_json(raw).tasks.values():
+        assert_type(task.status, TaskStatus | str)
+    # A known letter narrows to the enum; an unknown one stays a str.
+    status = HeartbeatResponse.model_validate_json(raw).status
+    if isinstance(status, WorkflowRunStatus):
+        assert_type(status, WorkflowRunStatus)
+    else:
+        assert_type(status, str)
+
+
+async def testing_kit(jobmon_server: FakeJobmonServer) -> None:
+    """The pytest fixture's server, as a user's test reads it."""
+    requester = jobmon_server.requester(retries_attempts=1)
+    assert_type(requester, Requester)
+    with ServerGateway(requester, 1, 1) as gateway:
+        assert_type(gateway.log_heartbeat_sync("R", 30.0).status, WorkflowRunStatus | str)
+    async with ServerGateway(jobmon_server.requester(), 1, 1) as gateway:
+        assert_type((await gateway.log_heartbeat("R", 30.0)).status, WorkflowRunStatus | str)
+    assert_type(jobmon_server.requests_to("get_server_time"), list[RecordedRequest])
+    assert_type(jobmon_server.requests, list[RecordedRequest])
+    assert_type(jobmon_server.service_url, str)
+    with jobmon_server.serve() as url:
+        assert_type(url, str)
+    old = FakeJobmonServer(server_version="3.2.2")
+    assert_type(old.server_version, str)
+    assert_type(old.task(1).task_instances, int)

@@ -5,7 +5,8 @@ uses it so that code which cannot take an httpx transport (a subprocess, the
 command line, another HTTP client) can talk to the fake over a real socket.
 Each request read off the wire becomes an ``httpx.Request``; the
 ``httpx.Response`` the dispatch function returns is written back byte for
-byte (status, headers, body still gzip-compressed if it was).
+byte (status, headers, body still gzip-compressed if it was); an answer
+with ``Connection: close`` ends its connection.
 
 Only loopback addresses are accepted: the fake has no authentication and
 must never be reachable from another machine.
@@ -209,6 +210,9 @@ class _Handler(BaseHTTPRequestHandler):
             )
             self.close_connection = True
             return
+        if response.headers.get("connection", "").lower() == "close":
+            # The fake asks for it (as a 3.2.2 server closes after every answer).
+            self.close_connection = True
         self._write(response.status_code, _answer_headers(response), _raw_body(response))
 
     # Every method goes to the fake, which answers 405 or 404 as the server does.

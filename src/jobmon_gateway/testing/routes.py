@@ -3,7 +3,8 @@
 Each route handler reads one request the way the Jobmon 3.6 server (FastAPI)
 does and answers the same bytes: compact JSON, string object keys, the
 ``application/custom+json`` error envelope for 400 and 500, FastAPI's own
-bodies for 404, 405 and 422.
+bodies for 404, 405 and 422. A 3.2.2 fake answers through
+:mod:`jobmon_gateway.testing.routes_3_2_2` instead, with this route table.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from .state import FakeWorkflowRun, JobmonDatabase, PythonLiteral, parse_server_time
 
 __all__ = [
     "ERROR_CONTENT_TYPE",
+    "GATEWAY_CALLS",
     "JSON_CONTENT_TYPE",
     "ROUTES",
     "Answer",
@@ -477,3 +480,25 @@ ROUTES: tuple[Route, ...] = (
     Route("time", "GET", "/time", _time),
 )
 """Every route the fake serves, in matching order."""
+
+GATEWAY_CALLS: Mapping[str, str] = MappingProxyType(
+    {
+        "log_heartbeat": "log_heartbeat",
+        "update_status": "update_status",
+        "terminate_task_instances": "terminate_task_instances",
+        "set_status_for_triaging": "request_triage",
+        "task_status_updates": "get_task_status_updates",
+        "get_max_concurrently_running": "get_workflow_concurrency",
+        "get_array_max_concurrently_running": "get_array_concurrency",
+        "queue_task_batch": "queue_task_batch",
+        "fetch_workflow_metadata": "get_workflow_metadata",
+        "get_tasks": "get_tasks",
+        "get_downstream_tasks": "get_downstream_tasks",
+        "time": "get_server_time",
+    }
+)
+"""Each route's name -> the name of the ``ServerGateway`` call that sends it.
+
+Written out here rather than read from the SDK, so the fake never imports the
+client it tests; a test checks it against the SDK's route table.
+"""

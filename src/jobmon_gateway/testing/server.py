@@ -3,8 +3,10 @@
 :class:`FakeJobmonServer` is a :class:`~jobmon_gateway.testing.state.JobmonDatabase`
 (seeding, rules, progress) that also answers HTTP: plug
 :meth:`FakeJobmonServer.transport` or :meth:`FakeJobmonServer.async_transport`
-into an ``httpx.Client`` / ``httpx.AsyncClient`` and it serves the workflow-run
-API of a Jobmon 3.6 server, byte for byte where recordings exist.
+into an ``httpx.Client`` / ``httpx.AsyncClient`` (or take a ready-wired SDK
+``Requester`` from :meth:`FakeJobmonServer.requester`) and it serves the
+workflow-run API of a Jobmon 3.6 server, or with ``server_version="3.2.2"``
+of a 3.2.2 one, byte for byte where recordings exist.
 :meth:`FakeJobmonServer.serve` puts the same fake on a real loopback socket
 for clients that cannot take a transport (a command line, a subprocess).
 """
@@ -18,20 +20,30 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from ._loopback import loopback_address, serve_loopback
-from .routes import Answer, answer_request, error_envelope, json_answer
+from .routes import GATEWAY_CALLS, Answer, answer_request, error_envelope, json_answer
+from .routes_3_2_2 import answer_request_3_2_2, flask_error
 from .state import JobmonDatabase
 
+if TYPE_CHECKING:
+    from jobmon_gateway.transport import Requester
+
 __all__ = [
+    "SERVER_VERSIONS",
     "FakeJobmonAsyncTransport",
     "FakeJobmonServer",
     "FakeJobmonTransport",
     "RecordedRequest",
 ]
+
+SERVER_VERSIONS = ("3.6", "3.2.2")
+"""The Jobmon server versions the fake can speak as."""
+
+_DEFAULT_ROUTE_PREFIX = {"3.6": "/api/v3", "3.2.2": ""}
 
 
 @dataclass(frozen=True)
@@ -42,11 +54,16 @@ class RecordedRequest:
         method: HTTP method.
         url_path: The full path, route prefix included.
         route: The path below the route prefix; None if outside it.
-        name: The route's gateway call name (``"log_heartbeat"``, ...); None
-            for an unknown route, a wrong method or an injected fault.
+        name: The server's name of the route it was routed to
+            (``"log_heartbeat"``, ``"set_status_for_triaging"``, ``"time"``, ...);
+            None for an unknown route, a wrong method, a route this server
+            version lacks, a request refused before routing, or an injected fault.
         query: Query parameters (the last value of a repeated one).
         headers: Request headers, names in lower case.
         body: The raw body.
+        call: The name of the ``ServerGateway`` call that sends this route
+            (``"log_heartbeat"``, ``"request_triage"``, ``"get_server_time"``, ...);
+            None whenever ``name`` is.
     """
 
     method: str
@@ -56,6 +73,7 @@ class RecordedRequest:
     query: Mapping[str, str]
     headers: Mapping[str, str]
     body: bytes
+    call: str | None = None
 
     def json(self) -> Any:
         """Return the body parsed as JSON, None for an empty body."""
@@ -70,17 +88,19 @@ class _Fault:
     route: str | None
 
 
-def _default_fault_answer(status: int) -> Answer:
-    if status == 423:
-        return error_envelope(
-            "sqlalchemy.exc.OperationalError",
-            "Deadlock found when trying to get lock; try restarting transaction",
-            423,
-        )
-    if status == 500:
-        return error_envelope(
-            "jobmon.server.web.server_side_exception.ServerError", "injected server error", 500
-        )
+_DEADLOCK = (
+    "sqlalchemy.exc.OperationalError",
+    "Deadlock found when trying to get lock; try restarting transaction",
+)
+_INJECTED = ("jobmon.server.web.server_side_exception.ServerError", "injected server error")
+
+
+def _default_fault_answer(status: int, server_version: str) -> Answer:
+    if status in (423, 500):
+        exception_type, message = _DEADLOCK if status == 423 else _INJECTED
+        if server_version == "3.2.2":
+            return flask_error(f"<class '{exception_type}'>", message, status)
+        return error_envelope(exception_type, message, status)
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:
@@ -108,18 +128,26 @@ class FakeJobmonServer(JobmonDatabase):
         client.post("/workflow/1/task_status_updates", json={})
 
     Every route of the workflow-run API is served below ``route_prefix``;
-    other paths answer 404 ``{"detail": "Not Found"}``. Requests are recorded
-    in :attr:`requests`. Seeding, lookups and :meth:`advance` come from
+    other paths answer 404 ``{"detail": "Not Found"}`` (a 3.2.2 fake: a
+    plain-text 404 quoting the URL). Requests are recorded in :attr:`requests`.
+    Seeding, lookups and :meth:`advance` come from
     :class:`~jobmon_gateway.testing.state.JobmonDatabase`.
     """
 
-    service_url = "http://jobmon.test"
-    """A host name for clients to use; the transports ignore the host."""
+    service_url = "http://127.0.0.1:1"
+    """The service URL for clients that use the fake's transports, which ignore it.
+
+    A loopback address on port 1, where nothing listens: a client that was
+    given this URL but not the fake's transport fails at once with
+    "connection refused" on 127.0.0.1, and nothing goes to the network (an IP
+    address needs no DNS lookup). Use :meth:`serve` for a URL that answers.
+    """
 
     def __init__(
         self,
         *,
-        route_prefix: str = "/api/v3",
+        server_version: str = "3.6",
+        route_prefix: str | None = None,
         clock: Callable[[], datetime] | None = None,
         failure_rate: float = 0.0,
         seed: int = 0,
@@ -133,8 +161,15 @@ class FakeJobmonServer(JobmonDatabase):
         """Create an empty server.
 
         Args:
-            route_prefix: Where the API is mounted: ``"/api/v3"`` (servers
-                3.4+) or ``""`` (3.2).
+            server_version: Which server's wire behaviour to speak:
+                ``"3.6"`` (FastAPI) or ``"3.2.2"`` (Flask: routes at ``/``,
+                ``null`` from triage and terminate, downstream ids always as
+                JSON strings, no array concurrency route, a 500 for an unknown
+                workflow's limit, plain-text 404s, no 422, ``application/json``
+                errors, never gzip, ``Connection: close`` on every answer, and
+                every repeat of queue_task_batch adding task instances).
+            route_prefix: Where the API is mounted; default the version's own:
+                ``"/api/v3"`` for 3.6, ``""`` for 3.2.2.
             clock: Returns the server's "now"; default a
                 :class:`~jobmon_gateway.testing.state.FakeClock` at the
                 current wall time.
@@ -149,11 +184,21 @@ class FakeJobmonServer(JobmonDatabase):
             advance_on_heartbeat: Run one :meth:`advance` step before
                 answering each log_heartbeat.
             gzip_min_size: Gzip answers of at least this many bytes when the
-                client accepts gzip, as the server does; None never gzips.
+                client accepts gzip, as the 3.6 server does; None never gzips.
+                A 3.2.2 fake never gzips: it must be None or left as it is.
             drop_connection_after_500: After any 500, fail the next request
                 with ``httpx.ReadError`` ("connection reset by peer"), as
                 uvicorn's silently closed keep-alive connection does.
+
+        Raises:
+            ValueError: an unknown ``server_version``, a ``gzip_min_size`` for
+                3.2.2, or a setting out of range.
         """
+        if server_version not in SERVER_VERSIONS:
+            known = ", ".join(SERVER_VERSIONS)
+            raise ValueError(f"server_version must be one of {known}, got {server_version!r}")
+        if server_version == "3.2.2" and gzip_min_size not in (None, 1000):
+            raise ValueError("a 3.2.2 server never compresses its answers: leave gzip_min_size")
         super().__init__(
             clock=clock,
             failure_rate=failure_rate,
@@ -162,11 +207,14 @@ class FakeJobmonServer(JobmonDatabase):
             auto_queue=auto_queue,
             advance_on_heartbeat=advance_on_heartbeat,
         )
+        self.server_version = server_version
+        if route_prefix is None:
+            route_prefix = _DEFAULT_ROUTE_PREFIX[server_version]
         self.route_prefix = "/" + route_prefix.strip("/") if route_prefix.strip("/") else ""
         if advance_every is not None and advance_every < 1:
             raise ValueError(f"advance_every must be at least 1, got {advance_every}")
         self.advance_every = advance_every
-        self.gzip_min_size = gzip_min_size
+        self.gzip_min_size = None if server_version == "3.2.2" else gzip_min_size
         self.drop_connection_after_500 = drop_connection_after_500
         self._requests: list[RecordedRequest] = []
         self._faults: list[_Fault] = []
@@ -185,9 +233,61 @@ class FakeJobmonServer(JobmonDatabase):
             return list(self._requests)
 
     def requests_to(self, name: str) -> list[RecordedRequest]:
-        """The requests routed to the gateway call ``name`` (e.g. ``"log_heartbeat"``)."""
+        """The requests routed to one route, oldest first.
+
+        ``name`` is a ``ServerGateway`` call name (``"get_server_time"``,
+        ``"request_triage"``, ``"get_workflow_concurrency"``, ...) or the
+        server's route name (``"time"``, ``"set_status_for_triaging"``,
+        ``"get_max_concurrently_running"``, ...); most are the same. Only
+        requests the fake routed count: not injected faults, wrong methods, or
+        requests to a route this server version lacks (on a 3.2.2 fake,
+        ``get_array_concurrency`` never matches: find those in
+        :attr:`requests` by ``url_path``).
+
+        Raises:
+            ValueError: ``name`` is neither a gateway call name nor a route name.
+        """
+        if name in _CALL_NAMES:
+            attribute = "call"
+        elif name in GATEWAY_CALLS:
+            attribute = "name"
+        else:
+            raise ValueError(
+                f"unknown route or gateway call name {name!r}; gateway calls:"
+                f" {', '.join(sorted(_CALL_NAMES))}; routes: {', '.join(sorted(GATEWAY_CALLS))}"
+            )
         with self._lock:
-            return [request for request in self._requests if request.name == name]
+            return [request for request in self._requests if getattr(request, attribute) == name]
+
+    def requester(self, **options: Any) -> Requester:
+        """Return a ``jobmon_gateway.Requester`` wired to this fake, for sync and async calls.
+
+        Both ``transport`` and ``async_transport`` are this fake's, the route
+        prefix is the fake's, and retries do not wait (``wait_initial``,
+        ``wait_max`` and ``wait_jitter`` are 0), so a test of a retried fault
+        runs at once. ``options`` are passed on to ``Requester`` and win over
+        these (e.g. ``retries_attempts=1``); ``service_url`` may be given too.
+
+        Example::
+
+            requester = jobmon_server.requester(retries_attempts=2)
+            with ServerGateway(requester, workflow_id=1, workflow_run_id=1) as gateway:
+                gateway.log_heartbeat_sync("R", 30.0)
+        """
+        # Imported here: the fake itself never needs the client it tests.
+        from jobmon_gateway.transport import Requester
+
+        settings: dict[str, Any] = {
+            "route_prefix": self.route_prefix,
+            "transport": self.transport(),
+            "async_transport": self.async_transport(),
+            "wait_initial": 0,
+            "wait_max": 0,
+            "wait_jitter": 0,
+            **options,
+        }
+        service_url = settings.pop("service_url", self.service_url)
+        return Requester(service_url, **settings)
 
     def inject_fault(
         self,
@@ -218,7 +318,7 @@ class FakeJobmonServer(JobmonDatabase):
         if times < 1:
             raise ValueError(f"times must be at least 1, got {times}")
         if body is None:
-            answer = _default_fault_answer(status)
+            answer = _default_fault_answer(status, self.server_version)
         else:
             content = body.encode() if isinstance(body, str) else body
             answer = Answer(status, content, content_type or "application/json")
@@ -317,8 +417,9 @@ class FakeJobmonServer(JobmonDatabase):
         body = request.content
 
         def record(name: str | None) -> None:
+            call = None if name is None else GATEWAY_CALLS[name]
             self._requests.append(
-                RecordedRequest(method, url_path, route_path, name, query, headers, body)
+                RecordedRequest(method, url_path, route_path, name, query, headers, body, call)
             )
 
         if self._connection_dropped:
@@ -335,7 +436,19 @@ class FakeJobmonServer(JobmonDatabase):
             self._routed += 1
             if self.advance_every is not None and self._routed % self.advance_every == 0:
                 self.advance()
-            name, answer = answer_request(self, method, url_path, route_path, query, body)
+            if self.server_version == "3.2.2":
+                name, answer = answer_request_3_2_2(
+                    self,
+                    method,
+                    str(request.url),
+                    url_path,
+                    route_path,
+                    query,
+                    headers.get("content-type"),
+                    body,
+                )
+            else:
+                name, answer = answer_request(self, method, url_path, route_path, query, body)
             record(name)
         if answer.status == 500 and self.drop_connection_after_500:
             self._connection_dropped = True
@@ -349,7 +462,14 @@ class FakeJobmonServer(JobmonDatabase):
             content = gzip.compress(content)
             headers["content-encoding"] = "gzip"
             headers["vary"] = "Accept-Encoding"
+        if self.server_version == "3.2.2":
+            # The 3.2.2 server (Werkzeug) closes the connection after every
+            # answer; serve() does too when it sees this header.
+            headers["connection"] = "close"
         return httpx.Response(answer.status, headers=headers, content=content, request=request)
+
+
+_CALL_NAMES = frozenset(GATEWAY_CALLS.values())
 
 
 class FakeJobmonTransport(httpx.BaseTransport):

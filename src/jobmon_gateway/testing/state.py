@@ -202,7 +202,11 @@ class FakeTask:
     ``resource_scales``, ``fallback_queues`` and ``requested_resources`` are
     kept as Python values and sent as their ``repr()`` (see
     :data:`PythonLiteral`). ``workflow_run_id`` is the run whose
-    queue_task_batch created the task's current task instance.
+    queue_task_batch created the task's current task instance;
+    ``task_instances`` counts the task instances this fake created for the
+    task (each queueing makes one, and on a 3.2.2 fake so does every repeat of
+    a queue_task_batch that lists the task while it is queued). Seeded rows
+    start at 0 whatever their status.
     """
 
     task_id: int
@@ -219,6 +223,7 @@ class FakeTask:
     cluster_name: str | None = "sequential"
     queue_name: str | None = "null.q"
     workflow_run_id: int | None = None
+    task_instances: int = 0
 
 
 @dataclass
@@ -649,12 +654,23 @@ class JobmonDatabase:
                 run.next_report_increment = next_report_increment
             return run.status
 
-    def queue_tasks(self, task_ids: Iterable[int], workflow_run_id: int) -> dict[str, list[int]]:
+    def queue_tasks(
+        self, task_ids: Iterable[int], workflow_run_id: int, *, repeat_safe: bool = True
+    ) -> dict[str, list[int]]:
         """Queue the listed tasks that are registering or adjusting resources.
 
-        Each queued task gets a new attempt owned by ``workflow_run_id``. The
-        answer groups *every* listed task that exists by its status now, so
-        repeating a call answers the same.
+        Each queued task gets a new attempt and a new task instance owned by
+        ``workflow_run_id``. The answer groups *every* listed task that exists
+        by its status now, so repeating a call answers the same.
+
+        Args:
+            task_ids: The tasks to queue; unknown ids are skipped.
+            workflow_run_id: The run the new task instances belong to (not
+                checked, as on the server).
+            repeat_safe: True (Jobmon 3.6): a task that is queued already
+                gets nothing more. False (Jobmon 3.2.2): every listed task
+                that is queued after the call gets one more task instance,
+                so a repeated call adds instances (its attempt count stays).
         """
         with self._lock:
             now = self.now()
@@ -662,6 +678,11 @@ class JobmonDatabase:
             for task in listed:
                 if task.status in _QUEUEABLE_TASK_STATUSES:
                     self._queue(task, workflow_run_id, now)
+                elif not repeat_safe and task.status == "Q":
+                    # 3.2.2 inserts a task instance for every listed task in Q,
+                    # whether this call queued it or an earlier one did.
+                    task.task_instances += 1
+                    task.workflow_run_id = workflow_run_id
             return _group_by_status(listed)
 
     def terminate_task_instances(self, run: FakeWorkflowRun) -> int:
@@ -787,6 +808,7 @@ class JobmonDatabase:
         self._move_task(task, "Q", now)
         task.num_attempts += 1
         task.workflow_run_id = workflow_run_id
+        task.task_instances += 1
 
     def _latest_run_id(self, workflow_id: int) -> int | None:
         runs = [
