@@ -39,11 +39,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from types import ModuleType
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
-from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
@@ -76,7 +74,6 @@ only for type checking and get their gateway handed in, so they need no patch.
 """
 
 _REFERENCE_MODULE = PATCHED_MODULES[0]
-_VERSIONED_PREFIX = re.compile(r"/api/v[0-9]+$")
 _REFERENCE_NAME = "ServerGateway"
 
 
@@ -98,18 +95,6 @@ class JobmonRequester(Protocol):
     @property
     def retries_timeout(self) -> float:
         """Most seconds for one call's retries; 0 means one attempt, then RuntimeError."""
-
-
-def _from_jobmon(jobmon_requester: JobmonRequester) -> Requester:
-    # Jobmon puts the route prefix inside service_url, so the core sees
-    # route_prefix "" and would take the server for a 3.2 one, whose
-    # queue_task_batch is not safe to repeat. A Jobmon 3.6 swarm only talks to
-    # servers under a versioned prefix ("/api/v3"), which are.
-    path = urlsplit(str(getattr(jobmon_requester, "service_url", ""))).path.rstrip("/")
-    versioned = _VERSIONED_PREFIX.search(path) is not None
-    if versioned:
-        return Requester.from_jobmon(jobmon_requester, repeat_safe_queueing=True)
-    return Requester.from_jobmon(jobmon_requester)
 
 
 _AsyncClient = aiohttp.ClientSession | httpx.AsyncClient
@@ -223,7 +208,7 @@ class ServerGateway(_gateway.ServerGateway):
         workflow_id: int,
         workflow_run_id: int,
     ) -> None:
-        ours = requester if isinstance(requester, Requester) else _from_jobmon(requester)
+        ours = requester if isinstance(requester, Requester) else Requester.from_jobmon(requester)
         super().__init__(ours, workflow_id, workflow_run_id)
         self._async = _AsyncSessions()
 
