@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -33,7 +34,14 @@ TEST_TIMEOUT = 60
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Last, so the order (and any -k selection) is final when the first is picked.
-    live = [item for item in items if item.get_closest_marker("live") is not None]
+    # Only this folder's tests share the session fixture that builds the venvs
+    # (tests/jobmon_swarm has its own, and may come first in the run).
+    here = Path(__file__).resolve().parent
+    live = [
+        item
+        for item in items
+        if item.get_closest_marker("live") is not None and here in Path(item.path).parents
+    ]
     for index, item in enumerate(live):
         item.add_marker(pytest.mark.timeout(FIRST_TEST_TIMEOUT if index == 0 else TEST_TIMEOUT))
 
