@@ -11,6 +11,7 @@ through the HTTP routes (3.2.2, ``seed_322.py``).
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -204,6 +205,17 @@ class RunningServer:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+_STARTED: list[RunningServer] = []
+
+
+@atexit.register
+def _stop_every_server() -> None:
+    # A safety net: a session fixture interrupted while a server was coming up
+    # (a timeout in its setup) never reaches its teardown; stop it anyway.
+    for server in _STARTED:
+        server.stop()
+
+
 class ServerUnavailableError(Exception):
     """A live server cannot be had here; the message says why (the tests skip with it)."""
 
@@ -283,7 +295,9 @@ def start(version: str, venv: Path) -> RunningServer:
             cwd=folder,
             env=_child_env(),
         )
-    return RunningServer(version, process, folder, port, log_path)
+    server = RunningServer(version, process, folder, port, log_path)
+    _STARTED.append(server)
+    return server
 
 
 def wait_ready(running: RunningServer) -> None:
