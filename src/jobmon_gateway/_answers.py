@@ -15,8 +15,10 @@ import math
 import os
 import socket
 import ssl
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from http import HTTPStatus
 from typing import Any, TypeVar
 
 from ._reader import Fault
@@ -65,12 +67,16 @@ class Attempt:
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """A complete answer: status, reason, headers (error answers only) and decoded body."""
+    """A complete answer: status, headers (error answers only) and decoded body."""
 
     status: int
-    reason: str
     headers: tuple[tuple[str, str], ...]
     body: bytes
+
+    @classmethod
+    def of(cls, status: int, head: Iterable[tuple[str, str]], body: bytes) -> Answer:
+        """An answer; a 2xx one keeps no headers (only errors read them: Retry-After)."""
+        return cls(status, () if 200 <= status < 300 else tuple(head), body)
 
 
 def result_of(attempt: Attempt, answer: Answer) -> Any:
@@ -116,13 +122,22 @@ def status_error(attempt: Attempt, answer: Answer) -> ServerStatusError:
         if name.lower() == "retry-after":
             retry_after = retry_after_seconds(value)
     return kind(
-        f"HTTP {status} {answer.reason}".rstrip(),
+        # The standard phrase: the server's own is free text, and not every
+        # library hands it over.
+        f"HTTP {status} {_phrase(status)}".rstrip(),
         server_message=said.message,
         server_error_type=said.error_type,
         body_excerpt=excerpt(answer.body),
         retry_after=retry_after,
         **_where(attempt, status),
     )
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 def _where(attempt: Attempt, status: int | None = None) -> dict[str, Any]:

@@ -30,7 +30,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +56,6 @@ __all__ = [
 _READ_SIZE = 65536
 _HEAD_SEEN = 16384  # h11 refuses a longer head anyway
 _LISTED_LENGTH = re.compile(rb"\ncontent-length[ \t]*:[^\r\n]*,", re.IGNORECASE)
-_OK = range(200, 300)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +76,42 @@ class _StaleConnectionError(Exception):
     def __init__(self, cause: BaseException) -> None:
         super().__init__(str(cause))
         self.cause = cause
+
+    def error(self, attempt: Attempt) -> GatewayError:
+        """The failure as the call's error, when it is not resent."""
+        return error_from(self.cause, attempt, answered=False)
+
+
+def _sent_once_more(roundtrip: Callable[[], Answer], out: Outgoing, attempt: Attempt) -> Answer:
+    """``roundtrip()``, and once more at once if a dropped reused connection ate the request.
+
+    Only a repeat-safe request is sent again; the second try is not an
+    attempt of its own (the server never answered the first).
+    """
+    try:
+        return roundtrip()
+    except _StaleConnectionError as stale:
+        if not out.repeat_safe:
+            raise stale.error(attempt) from stale.cause
+    try:
+        return roundtrip()
+    except _StaleConnectionError as stale:
+        raise stale.error(attempt) from stale.cause
+
+
+async def _sent_once_more_async(
+    roundtrip: Callable[[], Awaitable[Answer]], out: Outgoing, attempt: Attempt
+) -> Answer:
+    """Async form of :func:`_sent_once_more`."""
+    try:
+        return await roundtrip()
+    except _StaleConnectionError as stale:
+        if not out.repeat_safe:
+            raise stale.error(attempt) from stale.cause
+    try:
+        return await roundtrip()
+    except _StaleConnectionError as stale:
+        raise stale.error(attempt) from stale.cause
 
 
 def _closed_client(kind: str) -> InvalidRequestError:
@@ -137,12 +172,11 @@ class SocketExchange:
                 return self._roundtrip(conn, out, deadline, attempt, reused=True)
             except _StaleConnectionError as stale:
                 if not out.repeat_safe:
-                    raise error_from(stale.cause, attempt, answered=False) from stale.cause
-        conn = self._connect(deadline, attempt)
-        try:
-            return self._roundtrip(conn, out, deadline, attempt, reused=False)
-        except _StaleConnectionError as stale:  # pragma: no cover - only reused ones go stale
-            raise error_from(stale.cause, attempt, answered=False) from stale.cause
+                    raise stale.error(attempt) from stale.cause
+        # A fresh connection: a failure on it is the attempt's own, never stale.
+        return self._roundtrip(
+            self._connect(deadline, attempt), out, deadline, attempt, reused=False
+        )
 
     def _pooled(self) -> _Connection | None:
         now = time.monotonic()
@@ -257,7 +291,7 @@ class SocketExchange:
             self._release(conn)
         else:
             _close_quietly(sock)
-        return Answer(status, event_reason(status), () if status in _OK else tuple(head), body)
+        return Answer.of(status, head, body)
 
     def _request(self, out: Outgoing) -> h11.Request:
         headers = self._encoded(out.headers)
@@ -314,16 +348,6 @@ _H11_HEADERS: Any = getattr(getattr(h11, "_headers", None), "Headers", None)
 _PRE_PARSED = _H11_HEADERS is not None and _pre_parsed_supported()
 
 
-def event_reason(status: int) -> str:
-    """The standard reason phrase (the server's own is not kept: it is free text)."""
-    from http import HTTPStatus
-
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
-
-
 def _close_quietly(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.close()
@@ -360,10 +384,42 @@ def _httpx_timeout(deadline: Deadline) -> dict[str, float]:
     return {"connect": left, "read": left, "write": left, "pool": left}
 
 
-def _head_of(response: httpx.Response) -> tuple[list[tuple[str, str]], str | None, int | None]:
+def _httpx_request(
+    client: httpx.Client | httpx.AsyncClient | None,
+    out: Outgoing,
+    deadline: Deadline,
+    trace: Callable[..., Any],
+) -> httpx.Request:
+    # A lent client builds it (its own headers, auth and cookies apply); for a
+    # bare transport it is built here. Our deadline and trace go on either.
+    import httpx
+
+    extensions = {"timeout": _httpx_timeout(deadline), "trace": trace}
+    if client is None:
+        return httpx.Request(
+            out.method, out.url, headers=out.headers, content=out.body, extensions=extensions
+        )
+    request = client.build_request(out.method, out.url, content=out.body, headers=out.headers)
+    request.extensions.update(extensions)
+    return request
+
+
+def _reader_of(
+    response: httpx.Response, limit: int
+) -> tuple[list[tuple[str, str]], BodyReader | None]:
+    """The answer's checked head, and the reader for its raw body (``None``: read already)."""
     head = response.headers.multi_items()
     encoding, length = check_head(response.status_code, head)
-    return head, encoding, length
+    if hasattr(response, "_content"):
+        return head, None
+    return head, BodyReader(encoding, limit, length)
+
+
+def _already_read(response: httpx.Response, limit: int) -> bytes:
+    # A mock handed back a response it had read (and decoded) already.
+    reader = BodyReader(None, limit)
+    reader.feed(response.content)
+    return reader.finish()
 
 
 class HttpxExchange:
@@ -382,15 +438,7 @@ class HttpxExchange:
 
     def send(self, out: Outgoing, deadline: Deadline, attempt: Attempt) -> Answer:
         """Send ``out`` and return the complete answer; raises only GatewayErrors."""
-        try:
-            return self._roundtrip(out, deadline, attempt)
-        except _StaleConnectionError as stale:
-            if not out.repeat_safe:
-                raise error_from(stale.cause, attempt, answered=False) from stale.cause
-        try:
-            return self._roundtrip(out, deadline, attempt)
-        except _StaleConnectionError as stale:
-            raise error_from(stale.cause, attempt, answered=False) from stale.cause
+        return _sent_once_more(lambda: self._roundtrip(out, deadline, attempt), out, attempt)
 
     def _roundtrip(self, out: Outgoing, deadline: Deadline, attempt: Attempt) -> Answer:
         import httpx
@@ -401,36 +449,22 @@ class HttpxExchange:
         trace = _TraceConnects()
         answered = False
         try:
-            extensions = {"timeout": _httpx_timeout(deadline), "trace": trace}
+            request = _httpx_request(client, out, deadline, trace)
             if client is not None:
-                request = client.build_request(
-                    out.method, out.url, content=out.body, headers=out.headers
-                )
-                request.extensions.update(extensions)
                 response = client.send(request, stream=True)
             else:
                 assert self._transport is not None
-                request = httpx.Request(
-                    out.method,
-                    out.url,
-                    headers=out.headers,
-                    content=out.body,
-                    extensions=extensions,
-                )
                 response = self._transport.handle_request(request)
             answered = True
             try:
-                head, encoding, length = _head_of(response)
-                if hasattr(response, "_content"):
-                    # A mock handed back a response it had read (and decoded) already.
-                    reader = BodyReader(None, self._limit)
-                    reader.feed(response.content)
-                else:
-                    reader = BodyReader(encoding, self._limit, length)
+                head, reader = _reader_of(response, self._limit)
+                if reader is not None:
                     for chunk in response.iter_raw():
                         reader.feed(chunk)
                         deadline.check()
-                body = reader.finish()
+                    body = reader.finish()
+                else:
+                    body = _already_read(response, self._limit)
             finally:
                 leftover = _connection_with_leftover(response)
                 response.close()
@@ -443,8 +477,7 @@ class HttpxExchange:
             if trace.reused and not answered and _stale_kind(exc):
                 raise _StaleConnectionError(exc) from exc
             raise error_from(exc, attempt, answered=answered) from exc
-        status = response.status_code
-        return Answer(status, event_reason(status), () if status in _OK else tuple(head), body)
+        return Answer.of(response.status_code, head, body)
 
     def close(self) -> None:
         """Close the transport given to the requester; a lent client stays open."""
@@ -468,15 +501,9 @@ class AsyncHttpxExchange:
 
     async def send(self, out: Outgoing, deadline: Deadline, attempt: Attempt) -> Answer:
         """Send ``out`` and return the complete answer; raises only GatewayErrors."""
-        try:
-            return await self._bounded(out, deadline, attempt)
-        except _StaleConnectionError as stale:
-            if not out.repeat_safe:
-                raise error_from(stale.cause, attempt, answered=False) from stale.cause
-        try:
-            return await self._bounded(out, deadline, attempt)
-        except _StaleConnectionError as stale:
-            raise error_from(stale.cause, attempt, answered=False) from stale.cause
+        return await _sent_once_more_async(
+            lambda: self._bounded(out, deadline, attempt), out, attempt
+        )
 
     async def _bounded(self, out: Outgoing, deadline: Deadline, attempt: Attempt) -> Answer:
         # httpx bounds each read, not the whole answer: an endless stream of
@@ -488,13 +515,7 @@ class AsyncHttpxExchange:
         except Fault as exc:
             raise error_from(exc, attempt, answered=False) from None
         except asyncio.TimeoutError:
-            raise error_from(
-                Fault(
-                    "timeout", f"no complete answer within request_timeout={deadline.timeout:g}s"
-                ),
-                attempt,
-                answered=True,
-            ) from None
+            raise error_from(deadline.overdue(), attempt, answered=True) from None
 
     async def _roundtrip(self, out: Outgoing, deadline: Deadline, attempt: Attempt) -> Answer:
         import httpx
@@ -505,36 +526,22 @@ class AsyncHttpxExchange:
         trace = _TraceConnects()
         answered = False
         try:
-            extensions = {"timeout": _httpx_timeout(deadline), "trace": trace.async_trace}
+            request = _httpx_request(client, out, deadline, trace.async_trace)
             if client is not None:
-                request = client.build_request(
-                    out.method, out.url, content=out.body, headers=out.headers
-                )
-                request.extensions.update(extensions)
                 response = await client.send(request, stream=True)
             else:
                 assert self._transport is not None
-                request = httpx.Request(
-                    out.method,
-                    out.url,
-                    headers=out.headers,
-                    content=out.body,
-                    extensions=extensions,
-                )
                 response = await self._transport.handle_async_request(request)
             answered = True
             try:
-                head, encoding, length = _head_of(response)
-                if hasattr(response, "_content"):
-                    # A mock handed back a response it had read (and decoded) already.
-                    reader = BodyReader(None, self._limit)
-                    reader.feed(response.content)
-                else:
-                    reader = BodyReader(encoding, self._limit, length)
+                head, reader = _reader_of(response, self._limit)
+                if reader is not None:
                     async for chunk in response.aiter_raw():
                         reader.feed(chunk)
                         deadline.check()
-                body = reader.finish()
+                    body = reader.finish()
+                else:
+                    body = _already_read(response, self._limit)
             finally:
                 leftover = _connection_with_leftover(response)
                 await response.aclose()
@@ -547,8 +554,7 @@ class AsyncHttpxExchange:
             if trace.reused and not answered and _stale_kind(exc):
                 raise _StaleConnectionError(exc) from exc
             raise error_from(exc, attempt, answered=answered) from exc
-        status = response.status_code
-        return Answer(status, event_reason(status), () if status in _OK else tuple(head), body)
+        return Answer.of(response.status_code, head, body)
 
     async def aclose(self) -> None:
         """Close the transport given to the requester; a lent client stays open."""
@@ -583,9 +589,7 @@ def _connection_with_leftover(response: httpx.Response) -> Any:
 
 
 def _answer_of_status_error(response: httpx.Response) -> Answer:
-    status = response.status_code
-    head = tuple(response.headers.multi_items())
-    return Answer(status, event_reason(status), () if status in _OK else head, b"")
+    return Answer.of(response.status_code, response.headers.multi_items(), b"")
 
 
 def _stale_kind(exc: BaseException) -> bool:
@@ -676,11 +680,6 @@ class AiohttpExchange:
         """Whether no session of ours is open (a lent one is never ours to close)."""
         return not self._by_loop
 
-    @property
-    def lent_session(self) -> aiohttp.ClientSession | None:
-        """The caller's session, when this exchange sends on one."""
-        return self._lent
-
     async def session(self) -> aiohttp.ClientSession:
         """The session for the running loop: the lent one, or ours (made on first use)."""
         if self._lent is not None:
@@ -696,7 +695,7 @@ class AiohttpExchange:
     async def _open(self, loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession:
         import aiohttp
 
-        self._forget_closed_loops()
+        self._abandon_where(lambda loop: loop.is_closed())
         settings = self._settings
         connector = _connector_class()(
             limit=settings.max_connections,
@@ -724,26 +723,20 @@ class AiohttpExchange:
             self._by_loop[loop] = _LoopSession(loop, session, guard)
         return session
 
-    def _forget_closed_loops(self) -> None:
+    def _abandon_where(self, gone: Callable[[asyncio.AbstractEventLoop], bool]) -> None:
         with self._lock:
-            gone = [record for loop, record in self._by_loop.items() if loop.is_closed()]
-            for record in gone:
+            records = [record for loop, record in self._by_loop.items() if gone(loop)]
+            for record in records:
                 del self._by_loop[record.loop]
-        for record in gone:
+        for record in records:
             _abandon(record)
 
     async def send(self, out: Outgoing, deadline: Deadline, attempt: Attempt) -> Answer:
         """Send ``out`` and return the complete answer; raises only GatewayErrors."""
         session = await self.session()
-        try:
-            return await self._roundtrip(session, out, deadline, attempt)
-        except _StaleConnectionError as stale:
-            if not out.repeat_safe:
-                raise error_from(stale.cause, attempt, answered=False) from stale.cause
-        try:
-            return await self._roundtrip(session, out, deadline, attempt)
-        except _StaleConnectionError as stale:
-            raise error_from(stale.cause, attempt, answered=False) from stale.cause
+        return await _sent_once_more_async(
+            lambda: self._roundtrip(session, out, deadline, attempt), out, attempt
+        )
 
     async def _roundtrip(
         self, session: aiohttp.ClientSession, out: Outgoing, deadline: Deadline, attempt: Attempt
@@ -788,7 +781,7 @@ class AiohttpExchange:
             if not answered and (reused or _REUSED.get()) and _stale_kind(exc):
                 raise _StaleConnectionError(exc) from exc
             raise error_from(exc, attempt, answered=answered) from exc
-        return Answer(status, event_reason(status), () if status in _OK else tuple(head), body)
+        return Answer.of(status, head, body)
 
     async def aclose(self) -> None:
         """Close our sessions (on this loop by awaiting, on closed loops by force)."""
@@ -813,18 +806,8 @@ class AiohttpExchange:
 
     def close_abandoned(self) -> None:
         """Close, without a loop, what sessions of closed or idle loops still hold."""
-        if self._lent is not None:
-            return
-        with self._lock:
-            records = [
-                record
-                for record in self._by_loop.values()
-                if record.loop.is_closed() or not record.loop.is_running()
-            ]
-            for record in records:
-                del self._by_loop[record.loop]
-        for record in records:
-            _abandon(record)
+        if self._lent is None:
+            self._abandon_where(lambda loop: loop.is_closed() or not loop.is_running())
 
 
 def _pooled_for(session: aiohttp.ClientSession, settings: ConnectionSettings) -> bool:

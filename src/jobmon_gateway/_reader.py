@@ -20,10 +20,9 @@ FaultKind = Literal["timeout", "too_large", "protocol", "decoding"]
 class Fault(Exception):  # noqa: N818 - a finding, mapped before it escapes
     """Something wrong with an answer, found by the reader; mapped to a GatewayError."""
 
-    def __init__(self, kind: FaultKind, message: str, *, answered: bool = True) -> None:
+    def __init__(self, kind: FaultKind, message: str) -> None:
         super().__init__(message)
         self.kind: FaultKind = kind
-        self.answered = answered
 
 
 class Deadline:
@@ -40,13 +39,17 @@ class Deadline:
         """Seconds left; raises a timeout ``Fault`` when none are."""
         left = self.at - time.monotonic()
         if left <= 0:
-            raise Fault("timeout", f"no complete answer within request_timeout={self.timeout:g}s")
+            raise self.overdue()
         return left
 
     def check(self) -> None:
         """Raise a timeout ``Fault`` if the deadline has passed."""
         if time.monotonic() >= self.at:
-            raise Fault("timeout", f"no complete answer within request_timeout={self.timeout:g}s")
+            raise self.overdue()
+
+    def overdue(self) -> Fault:
+        """The timeout ``Fault`` of this deadline."""
+        return Fault("timeout", f"no complete answer within request_timeout={self.timeout:g}s")
 
 
 def check_head(status: int, headers: Iterable[tuple[str, str]]) -> tuple[str | None, int | None]:
