@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ._answers import Answer, Attempt
+from ._exchange import Outgoing
 from ._reader import Deadline
 from .routes import Call
 
@@ -25,9 +26,7 @@ __all__ = ["owned_async_client", "owned_client"]
 _DROPPED = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
-def _outgoing_of(request: httpx.Request) -> Any:
-    from ._exchange import Outgoing
-
+def _outgoing_of(request: httpx.Request) -> Outgoing:
     target = request.url.raw_path.decode("ascii")
     headers = {
         name: value

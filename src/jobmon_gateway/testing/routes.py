@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from .state import FakeWorkflowRun, JobmonDatabase, PythonLiteral, parse_server_time
+from .state import FakeTask, FakeWorkflowRun, JobmonDatabase, PythonLiteral, parse_server_time
 
 __all__ = [
     "ERROR_CONTENT_TYPE",
@@ -375,32 +375,39 @@ def _fetch_workflow_metadata(database: JobmonDatabase, call: RouteCall) -> Answe
     return json_answer(200, {"workflow": row})
 
 
-def _get_tasks(database: JobmonDatabase, call: RouteCall) -> Answer:
-    workflow_id = call.ids["workflow_id"]
-    max_task_id = call.ids["max_task_id"]
-    chunk_size = max(call.ids["chunk_size"], 0)
-    remaining = sorted(
+def tasks_after(database: JobmonDatabase, workflow_id: int, max_task_id: int) -> list[FakeTask]:
+    """The workflow's tasks not DONE with ids above ``max_task_id``, by id (get_tasks)."""
+    return sorted(
         (
             task
             for task in database.tasks.values()
             if task.workflow_id == workflow_id and task.status != "D" and task.task_id > max_task_id
         ),
         key=lambda task: task.task_id,
-    )[:chunk_size]
-    rows = {
-        str(task.task_id): [
-            task.array_id,
-            task.status,
-            task.max_attempts,
-            python_literal(task.resource_scales),
-            python_literal(task.fallback_queues),
-            python_literal(task.requested_resources),
-            task.cluster_name,
-            task.queue_name,
-            database.arrays[task.array_id].max_concurrently_running,
-        ]
-        for task in remaining
-    }
+    )
+
+
+def task_row(database: JobmonDatabase, task: FakeTask) -> list[Any]:
+    """A task as get_tasks sends it: a positional row, resources as Python literals."""
+    return [
+        task.array_id,
+        task.status,
+        task.max_attempts,
+        python_literal(task.resource_scales),
+        python_literal(task.fallback_queues),
+        python_literal(task.requested_resources),
+        task.cluster_name,
+        task.queue_name,
+        database.arrays[task.array_id].max_concurrently_running,
+    ]
+
+
+def _get_tasks(database: JobmonDatabase, call: RouteCall) -> Answer:
+    workflow_id = call.ids["workflow_id"]
+    max_task_id = call.ids["max_task_id"]
+    chunk_size = max(call.ids["chunk_size"], 0)
+    remaining = tasks_after(database, workflow_id, max_task_id)[:chunk_size]
+    rows = {str(task.task_id): task_row(database, task) for task in remaining}
     return json_answer(200, {"tasks": rows})
 
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .routes import ROUTES, Answer, python_literal
+from .routes import ROUTES, Answer, task_row, tasks_after
 from .state import JobmonDatabase, _group_by_status, format_server_time, parse_server_time
 
 __all__ = ["ABSENT_ROUTES", "answer_request_3_2_2", "flask_answer", "flask_error"]
@@ -260,30 +260,10 @@ def _get_tasks(database: JobmonDatabase, call: FlaskCall) -> Answer:
     if workflow_id is None or max_task_id is None:
         # An integer column is never greater than a text that is no number.
         return flask_answer(200, {"tasks": {}})
-    remaining = sorted(
-        (
-            task
-            for task in database.tasks.values()
-            if task.workflow_id == workflow_id and task.status != "D" and task.task_id > max_task_id
-        ),
-        key=lambda task: task.task_id,
-    )
+    remaining = tasks_after(database, workflow_id, max_task_id)
     if limit is not None and limit >= 0:  # a negative LIMIT is no limit
         remaining = remaining[:limit]
-    rows = {
-        str(task.task_id): [
-            task.array_id,
-            task.status,
-            task.max_attempts,
-            python_literal(task.resource_scales),
-            python_literal(task.fallback_queues),
-            python_literal(task.requested_resources),
-            task.cluster_name,
-            task.queue_name,
-            database.arrays[task.array_id].max_concurrently_running,
-        ]
-        for task in remaining
-    }
+    rows = {str(task.task_id): task_row(database, task) for task in remaining}
     return flask_answer(200, {"tasks": rows})
 
 
