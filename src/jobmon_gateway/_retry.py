@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import stamina
 
@@ -118,10 +118,7 @@ class RetryCourse:
                     self._replay_first_failure()
                     return attempt(*self.next_attempt())
         except GatewayError as exc:
-            final = self.final_error(exc)
-            if final is exc:
-                raise
-            raise final from exc
+            self._raise_final(exc)
         finally:
             _IN_COURSE.reset(token)
         raise AssertionError("unreachable: stamina either returns or raises")
@@ -139,10 +136,7 @@ class RetryCourse:
                     self._replay_first_failure()
                     return await attempt(*self.next_attempt())
         except GatewayError as exc:
-            final = self.final_error(exc)
-            if final is exc:
-                raise
-            raise final from exc
+            self._raise_final(exc)
         finally:
             _IN_COURSE.reset(token)
         raise AssertionError("unreachable: stamina either returns or raises")
@@ -150,11 +144,14 @@ class RetryCourse:
     def _first_failed(self, exc: GatewayError) -> None:
         wait = self.retry_on(exc)
         if wait is False:
-            final = self.final_error(exc)
-            if final is exc:
-                raise exc
-            raise final from exc
+            self._raise_final(exc)
         self.first = (exc, float(wait))
+
+    def _raise_final(self, exc: GatewayError) -> NoReturn:
+        final = self.final_error(exc)
+        if final is exc:
+            raise exc
+        raise final from exc
 
     def _replay_first_failure(self) -> None:
         if self.first is not None:
