@@ -150,21 +150,13 @@ def _doubled_prefix(service_url: str, route_prefix: str) -> str | None:
     return urlunsplit(parts._replace(path=path[: -len(route_prefix)]))
 
 
-def _shown_url(url: str) -> str:
-    """``url`` as printed: any user name and password masked, no query."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=netloc, query="", fragment=""))
-
-
 def _request_url(error: GatewayError, base_url: str | None) -> str | None:
-    url = getattr(error, "url", None)
-    if isinstance(url, str) and url:
-        return _shown_url(url)
+    # The SDK names the URL of every request it sent (never with user info:
+    # a Requester refuses it); a call refused before sending has none.
+    if error.url:
+        return error.url
     if error.route is not None and base_url is not None:
-        return _shown_url(base_url + error.route)
+        return base_url + error.route
     return None
 
 
