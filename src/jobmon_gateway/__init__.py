@@ -54,31 +54,18 @@ from .models import (
 from .routes import Call
 from .schemas import RESPONSE_MODELS, export_schemas
 from .transport import CLIENT_JOBMON_VERSION, Requester
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from .aiohttp_transport import AiohttpTransport
-
-
-def __getattr__(name: str) -> object:
-    # AiohttpTransport is loaded on first use: importing aiohttp costs ~0.4 s,
-    # which `import jobmon_gateway` (and the CLI's --help) should not pay.
-    if name == "AiohttpTransport":
-        from .aiohttp_transport import AiohttpTransport
-
-        return AiohttpTransport
-    raise AttributeError(f"module 'jobmon_gateway' has no attribute {name!r}")
-
+from .transports import AsyncGatewayTransport, GatewayTransport
 
 __all__ = [
     "CLIENT_JOBMON_VERSION",
     "RESPONSE_MODELS",
-    "AiohttpTransport",
+    "AsyncGatewayTransport",
     "BadRequestError",
     "Call",
     "ConfigurationError",
     "DownstreamTasksResponse",
     "GatewayError",
+    "GatewayTransport",
     "HeartbeatResponse",
     "HttpSettings",
     "InvalidRequestError",

@@ -2,13 +2,15 @@
 
 Everything here is shared by every exchange and both worlds: a status code
 becomes its error class, a body its model, a ``Retry-After`` a number, and
-every exception another library may raise (httpx, httpcore, h11, aiohttp,
-ssl, json, pydantic, and Python's own RecursionError, OverflowError,
-MemoryError, UnicodeError) exactly one class of the SDK's tree.
+every exception that can reach a call (httpx's tree, which every transport
+raises behind httpx's transport API; ssl, json, pydantic, and Python's own
+RecursionError, OverflowError, MemoryError, UnicodeError) exactly one class
+of the SDK's tree.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import gc
 import math
@@ -20,6 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from http import HTTPStatus
 from typing import Any, TypeVar
+
+import httpx
 
 from ._reader import Fault
 from .errors import (
@@ -172,17 +176,19 @@ def _decode(call: Call[T], content: bytes) -> T:
 def error_from(
     exc: BaseException, attempt: Attempt, *, answered: bool, connecting: bool = False
 ) -> GatewayError:
-    """The one exception map: any failure of an exchange as a GatewayError.
+    """The one exception map: any failure of a send as a GatewayError, by its class.
 
+    What reaches here is httpx's exception tree (every transport sits behind
+    httpx's transport API), the reader's :class:`~._reader.Fault`, or
+    Python's own (a custom transport's ``OSError``, ``MemoryError``...).
     ``answered`` says whether any byte of an answer had arrived;
     ``connecting`` that the failure came before a connection existed (the
-    request surely never reached the server). Most specific first;
-    ``MemoryError`` is never retryable.
+    request surely never reached the server). ``MemoryError`` is never retryable.
     """
     if isinstance(exc, GatewayError):
         return exc
     where = _where(attempt)
-    if connecting or _connect_phase(exc):
+    if connecting or isinstance(exc, _NOT_SENT):
         where["request_sent"] = False
     name = type(exc).__name__
     if isinstance(exc, Fault):
@@ -199,8 +205,13 @@ def error_from(
         return ResponseTooLargeError(
             "ran out of memory reading the answer; lower max_response_bytes", **where
         )
-    if _is_timeout(exc):
-        # The same words as the reader's own deadline, whichever library timed out.
+    if type(exc) is httpx.TimeoutException:
+        # No transport raises the bare class (real timeouts are its subclasses):
+        # it is a mock's verdict, pytest-httpx's "No response can be found".
+        # Retrying cannot change it; its own words are the message.
+        return TransportError(_first_line(exc), retryable=False, **where)
+    if isinstance(exc, _TIMEOUTS):
+        # The same words whichever layer timed out.
         phase = " (could not connect)" if "request_sent" in where else ""
         return RequestTimeoutError(
             f"no complete answer within request_timeout={attempt.request_timeout:g}s{phase}",
@@ -210,7 +221,10 @@ def error_from(
         return TransportError(
             f"TLS certificate not trusted ({name}): {_first_line(exc)}", retryable=False, **where
         )
-    if _not_retryable(exc):
+    if isinstance(exc, httpx.ProxyError):
+        return TransportError(f"the proxy failed: {_first_line(exc)}", retryable=False, **where)
+    if isinstance(exc, _NOT_RETRYABLE):
+        # About our own request: a retry would fail the same way.
         return TransportError(f"{name}: {_first_line(exc)}", retryable=False, **where)
     if "request_sent" in where:
         return TransportError(
@@ -223,6 +237,23 @@ def error_from(
     return TransportError(f"{kind} ({name}: {_first_line(exc)})", **where)
 
 
+_NOT_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    ConnectionRefusedError,
+    socket.gaierror,
+)
+_TIMEOUTS = (httpx.TimeoutException, TimeoutError, socket.timeout, asyncio.TimeoutError)
+_NOT_RETRYABLE = (
+    httpx.LocalProtocolError,
+    httpx.UnsupportedProtocol,
+    httpx.DecodingError,
+    httpx.TooManyRedirects,
+    httpx.InvalidURL,
+)
+
+
 def _host_port(url: str) -> str:
     authority = url.split("://", 1)[-1].split("/", 1)[0]
     if ":" not in authority.rsplit("]", 1)[-1]:
@@ -231,65 +262,17 @@ def _host_port(url: str) -> str:
 
 
 def _os_reason(exc: BaseException) -> str:
-    # The operating system's words, the same whichever library connected.
+    # The operating system's words, the same whichever layer connected.
     seen: BaseException | None = exc
     for _ in range(8):
         if seen is None:
             break
-        os_error = getattr(seen, "os_error", None)
-        if isinstance(os_error, OSError):
-            seen = os_error
-        if isinstance(seen, OSError) and seen.errno is not None:
-            return os.strerror(seen.errno).lower()
         if isinstance(seen, socket.gaierror):
             return "host name not found"
+        if isinstance(seen, OSError) and seen.errno is not None:
+            return os.strerror(seen.errno).lower()
         seen = seen.__cause__ or seen.__context__
     return _first_line(exc)
-
-
-def _module_of(exc: BaseException) -> str:
-    return type(exc).__module__.split(".", 1)[0]
-
-
-def _is_timeout(exc: BaseException) -> bool:
-    name = type(exc).__name__
-    if isinstance(exc, TimeoutError | socket.timeout) or name == "TimeoutError":
-        return True  # asyncio.TimeoutError is not the builtin before 3.11
-    return _module_of(exc) in ("httpx", "httpcore", "aiohttp") and "Timeout" in name
-
-
-def _connect_phase(exc: BaseException) -> bool:
-    # The request surely did not reach the server: no connection was made.
-    if isinstance(exc, ConnectionRefusedError | socket.gaierror):
-        return True
-    name = type(exc).__name__
-    module = _module_of(exc)
-    if module in ("httpx", "httpcore"):
-        return name in ("ConnectError", "ConnectTimeout", "PoolTimeout")
-    if module == "aiohttp":
-        return name.startswith("ClientConnector") or name == "ConnectionTimeoutError"
-    return False
-
-
-def _not_retryable(exc: BaseException) -> bool:
-    # Failures about our own request (or the server's encoding): a retry
-    # would fail the same way.
-    name = type(exc).__name__
-    module = _module_of(exc)
-    if module in ("httpx", "httpcore"):
-        return name in (
-            "LocalProtocolError",
-            "UnsupportedProtocol",
-            "ProxyError",
-            "DecodingError",
-            "TooManyRedirects",
-            "InvalidURL",
-        )
-    if module == "h11":
-        return name == "LocalProtocolError"
-    if module in ("aiohttp", "yarl"):
-        return name in ("InvalidURL", "InvalidUrlClientError", "NonHttpUrlClientError")
-    return False
 
 
 def _certificate_refused(exc: BaseException) -> bool:
@@ -297,9 +280,7 @@ def _certificate_refused(exc: BaseException) -> bool:
     for _ in range(8):  # the chain is short; the bound guards against cycles
         if seen is None:
             return False
-        if isinstance(seen, ssl.SSLCertVerificationError) or (
-            type(seen).__name__ == "ClientConnectorCertificateError"
-        ):
+        if isinstance(seen, ssl.SSLCertVerificationError):
             return True
         seen = seen.__cause__ or seen.__context__
     return False

@@ -1,8 +1,9 @@
 """The one reader every exchange feeds: a deadline on every read, a size limit, decoding.
 
-Whichever library moved the bytes (our own socket code, httpx, aiohttp), the
-answer's head is checked here and its body is decompressed here, so the same
-bytes give the same verdict sync and async. Nothing here does I/O.
+Whichever transport moved the bytes (the SDK's own pools, a lent httpx
+client, a mock), the answer's head is checked here and its body is
+decompressed here, so the same bytes give the same verdict sync and async.
+Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ class Deadline:
         if left <= 0:
             raise self.overdue()
         return left
+
+    def passed(self) -> bool:
+        """Whether the deadline has passed."""
+        return time.monotonic() >= self.at
 
     def check(self) -> None:
         """Raise a timeout ``Fault`` if the deadline has passed."""

@@ -12,11 +12,12 @@ from __future__ import annotations
 import math
 import re
 import ssl
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from ._routing import parse_proxy
 from .errors import ConfigurationError
 
 __all__ = ["DEFAULTS", "ConnectionSettings", "RetryPolicy", "build_settings"]
@@ -41,6 +42,9 @@ DEFAULTS: dict[str, Any] = {
     "async_transport": None,
     "limits": None,
     "repeat_safe_queueing": None,
+    "proxy": None,
+    "trust_env": True,
+    "event_hooks": None,
 }
 """Every option of a requester and its default, stated once."""
 
@@ -76,6 +80,9 @@ class ConnectionSettings:
         max_connections: Most connections a client opens at once.
         max_keepalive_connections: Most idle connections a client keeps.
         keepalive_expiry: Seconds an idle connection is kept.
+        proxy: The proxy URL given (``None``: the environment's, if ``trust_env``).
+        trust_env: Whether the environment's proxies and CA bundle apply.
+        event_hooks: ``"request"`` and ``"response"`` hooks, as httpx's.
     """
 
     scheme: str
@@ -92,6 +99,9 @@ class ConnectionSettings:
     max_connections: int
     max_keepalive_connections: int
     keepalive_expiry: float
+    proxy: str | None = None
+    trust_env: bool = True
+    event_hooks: Mapping[str, tuple[Callable[[Any], object], ...]] = field(default_factory=dict)
 
     @property
     def service_url(self) -> str:
@@ -197,6 +207,15 @@ def build_settings(
             f"repeat_safe_queueing must be a bool or None, got {repeat_safe!r}"
         )
     max_connections, max_keepalive, expiry = _limits(values["limits"])
+    proxy = values["proxy"]
+    if proxy is not None:
+        if not isinstance(proxy, str):
+            raise ConfigurationError(f"proxy must be a str URL or None, got {type(proxy).__name__}")
+        parse_proxy(proxy, source="proxy")
+    trust_env = values["trust_env"]
+    if not isinstance(trust_env, bool):
+        raise ConfigurationError(f"trust_env must be a bool, got {type(trust_env).__name__}")
+    hooks = _event_hooks(values["event_hooks"])
     connection = ConnectionSettings(
         scheme=scheme,
         host=host,
@@ -212,6 +231,9 @@ def build_settings(
         max_connections=max_connections,
         max_keepalive_connections=max_keepalive,
         keepalive_expiry=expiry,
+        proxy=proxy,
+        trust_env=trust_env,
+        event_hooks=hooks,
     )
     policy = RetryPolicy(
         attempts=attempts,
@@ -340,6 +362,25 @@ def _headers(value: object) -> tuple[tuple[str, str], ...]:
             )
         pairs.append((name, text))
     return tuple(pairs)
+
+
+def _event_hooks(value: object) -> dict[str, tuple[Callable[[Any], object], ...]]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"event_hooks must be a mapping, got {type(value).__name__}")
+    hooks: dict[str, tuple[Callable[[Any], object], ...]] = {}
+    for name, listed in value.items():
+        if name not in ("request", "response"):
+            raise ConfigurationError(
+                f"event_hooks takes 'request' and 'response' hooks, got {name!r}"
+            )
+        if isinstance(listed, str | bytes) or not isinstance(listed, list | tuple):
+            raise ConfigurationError(f"event_hooks[{name!r}] must be a list of callables")
+        if not all(callable(hook) for hook in listed):
+            raise ConfigurationError(f"event_hooks[{name!r}] must hold callables only")
+        hooks[name] = tuple(listed)
+    return hooks
 
 
 def _limits(value: object) -> tuple[int, int, float]:

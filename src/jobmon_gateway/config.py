@@ -36,6 +36,8 @@ class HttpSettings:
         max_response_bytes: Most bytes of an answer's body after decompression.
         retries_timeout: Most seconds spent on one call across its retries
             (``0``: Jobmon's reading, one attempt and then an error).
+        proxy: An ``http://`` proxy for every request (``JOBMON__HTTP__PROXY``);
+            ``None``: the environment's ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY``.
     """
 
     service_url: str
@@ -44,6 +46,7 @@ class HttpSettings:
     retries_attempts: int = 10
     retries_timeout: float = 300.0
     max_response_bytes: int = 128 * 1024 * 1024
+    proxy: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HttpSettings:
@@ -65,6 +68,7 @@ class HttpSettings:
             "retries_attempts",
             "retries_timeout",
             "max_response_bytes",
+            "proxy",
         ):
             variable = ENV_PREFIX + name.upper()
             if variable in env:
@@ -80,6 +84,7 @@ class HttpSettings:
             retries_attempts=int(_number(values, "retries_attempts", 10, int)),
             retries_timeout=_number(values, "retries_timeout", 300.0, float, zero_ok=True),
             max_response_bytes=int(_number(values, "max_response_bytes", 128 * 1024 * 1024, int)),
+            proxy=str(values["proxy"]) if values.get("proxy") else None,
         )
 
 

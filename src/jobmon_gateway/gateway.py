@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, TypeVar
 from typing_extensions import Self
 
 from . import routes
-from ._exchange import AiohttpExchange, HttpxExchange, SocketExchange
+from ._sender import AsyncSender, Sender
 from .errors import InvalidRequestError, InvalidResponseError
 from .models import (
     DownstreamTasksResponse,
@@ -27,10 +27,10 @@ from .models import (
     WorkflowRunStatus,
 )
 from .routes import Call, positive_id
-from .transport import AsyncExchange, Requester, SyncExchange
+from .transport import Requester
+from .transports import AsyncGatewayTransport
 
 if TYPE_CHECKING:
-    import aiohttp
     import httpx
 
 __all__ = ["ServerGateway"]
@@ -39,38 +39,34 @@ T = TypeVar("T")
 
 
 class _Sessions:
-    """The gateway's exchanges (one sync, one async) and which of them it must close."""
+    """The gateway's senders (one sync, one async) and which of them it must close."""
 
     def __init__(self, requester: Requester) -> None:
         self.requester = requester
-        self.async_exchange: AsyncExchange | None = None
-        self.owns_async = False
-        self.sync_exchange: SyncExchange | None = None
-        self.owns_sync = False
-        # Owned async exchanges replaced by set_session; closed by close().
-        self.retired: list[AsyncExchange] = []
-        # Threads making their first sync call at once must share one client.
+        self.async_sender: AsyncSender | None = None
+        self.sync_sender: Sender | None = None
+        # Owned async senders replaced by set_session; closed by close().
+        self.retired: list[AsyncSender] = []
+        # Threads making their first sync call at once must share one transport.
         self.lock = threading.Lock()
 
-    def for_async(self) -> AsyncExchange:
-        exchange = self.async_exchange
-        if exchange is None:
+    def for_async(self) -> AsyncSender:
+        sender = self.async_sender
+        if sender is None:
             with self.lock:
-                if self.async_exchange is None:
-                    self.async_exchange = self.requester.new_async_exchange()
-                    self.owns_async = True
-                exchange = self.async_exchange
-        return exchange
+                if self.async_sender is None:
+                    self.async_sender = self.requester.new_async_sender()
+                sender = self.async_sender
+        return sender
 
-    def for_sync(self) -> SyncExchange:
-        exchange = self.sync_exchange
-        if exchange is None:
+    def for_sync(self) -> Sender:
+        sender = self.sync_sender
+        if sender is None:
             with self.lock:
-                if self.sync_exchange is None:
-                    self.sync_exchange = self.requester.new_exchange()
-                    self.owns_sync = True
-                exchange = self.sync_exchange
-        return exchange
+                if self.sync_sender is None:
+                    self.sync_sender = self.requester.new_sender()
+                sender = self.sync_sender
+        return sender
 
 
 class ServerGateway:
@@ -80,11 +76,12 @@ class ServerGateway:
     ``gateway.log_heartbeat_sync(...)``. Both go through the same
     :class:`~jobmon_gateway.Requester`, so they build, retry and decode alike.
 
-    The gateway opens its own pooled connections the first time it needs
-    them (an aiohttp session per event loop for the async calls, closed
-    when that loop shuts down; deadline-bound sockets for the sync ones) and
-    closes them in :meth:`close` / :meth:`close_sync` (or on leaving
-    ``async with`` / ``with``). It is safe to use from several threads and
+    Every request goes through httpx's transport API. The gateway opens its
+    own pooled connections the first time it needs them (the SDK's
+    :class:`~jobmon_gateway.transports.GatewayTransport` and its async twin,
+    whose async connections belong to their event loop and close when it
+    shuts down) and closes them in :meth:`close` / :meth:`close_sync` (or on
+    leaving ``async with`` / ``with``). It is safe to use from several threads and
     from successive event loops (``asyncio.run`` per call). A client handed
     in with :meth:`set_session` belongs to the caller and is never closed
     by the gateway.
@@ -146,65 +143,68 @@ class ServerGateway:
 
     # -- sessions ---------------------------------------------------------------
 
-    def set_session(self, client: httpx.AsyncClient | httpx.Client | aiohttp.ClientSession) -> None:
-        """Use a caller-owned client for the async (or sync) calls; it is never closed here.
+    def set_session(self, client: httpx.AsyncClient | httpx.Client) -> None:
+        """Use a caller-owned httpx client for the async (or sync) calls; it is never closed here.
 
-        Takes an ``httpx.AsyncClient`` or an ``aiohttp.ClientSession`` for
-        the async calls, an ``httpx.Client`` for the sync ones. The client's
-        own settings (auth, cookies, proxies) apply; the deadline, the size
-        limit and the retries stay the requester's. A closed client is not
-        replaced: the next call raises :class:`InvalidRequestError`.
+        Takes an ``httpx.AsyncClient`` for the async calls, an
+        ``httpx.Client`` for the sync ones. The client's own settings (auth,
+        cookies, proxies, event hooks, transport) apply; the deadline, the
+        size limit and the retries stay the requester's. A closed client is
+        not replaced: the next call raises :class:`InvalidRequestError`.
 
         Raises:
-            InvalidRequestError: ``client`` is none of those.
+            InvalidRequestError: ``client`` is neither.
         """
         sessions = self._sessions
-        exchange = self.requester.lend_exchange(client)
-        if isinstance(exchange, SocketExchange | HttpxExchange):
+        sender = self.requester.lend(client)
+        if isinstance(sender, Sender):
             with sessions.lock:
-                if sessions.owns_sync and sessions.sync_exchange is not None:
-                    sessions.sync_exchange.close()
-                sessions.sync_exchange, sessions.owns_sync = exchange, False
+                old, sessions.sync_sender = sessions.sync_sender, sender
+            if old is not None:
+                old.close()
             return
         with sessions.lock:
-            if sessions.owns_async and sessions.async_exchange is not None:
-                sessions.retired.append(sessions.async_exchange)
-            sessions.async_exchange, sessions.owns_async = exchange, False
+            if sessions.async_sender is not None and sessions.async_sender.owned:
+                sessions.retired.append(sessions.async_sender)
+            sessions.async_sender = sender
 
     async def close(self) -> None:
         """Close what this gateway opened (async and sync); borrowed clients stay open.
 
-        Sessions it opened on event loops that have since closed are closed too.
+        Connections it opened on event loops that have since closed are closed too.
         """
         sessions = self._sessions
         with sessions.lock:
             retired, sessions.retired = sessions.retired, []
-            owned = sessions.async_exchange if sessions.owns_async else None
-            if owned is not None:
-                sessions.async_exchange, sessions.owns_async = None, False
-        for exchange in [*retired, *([owned] if owned is not None else [])]:
-            await exchange.aclose()
+            owned = sessions.async_sender
+            if owned is not None and owned.owned:
+                sessions.async_sender = None
+                retired.append(owned)
+        for sender in retired:
+            await sender.aclose()
         self.close_sync()
 
     def close_sync(self) -> None:
         """Close the sync connections this gateway opened; a borrowed client stays open.
 
-        Async sessions it opened on event loops that are closed (or no longer
-        running) are closed as well; one on a running loop needs :meth:`close`.
+        Async connections it opened on event loops that are closed (or no
+        longer running) are closed as well; ones on a running loop need :meth:`close`.
         """
         sessions = self._sessions
         with sessions.lock:
-            owned = sessions.sync_exchange if sessions.owns_sync else None
-            if owned is not None:
-                sessions.sync_exchange, sessions.owns_sync = None, False
+            owned = sessions.sync_sender
+            if owned is not None and owned.owned:
+                sessions.sync_sender = None
+            else:
+                owned = None
             abandoned = [*sessions.retired]
-            if sessions.owns_async and sessions.async_exchange is not None:
-                abandoned.append(sessions.async_exchange)
+            if sessions.async_sender is not None and sessions.async_sender.owned:
+                abandoned.append(sessions.async_sender)
         if owned is not None:
             owned.close()
-        for exchange in abandoned:
-            if isinstance(exchange, AiohttpExchange):
-                exchange.close_abandoned()
+        for sender in abandoned:
+            if isinstance(sender.via, AsyncGatewayTransport):
+                sender.via.close_abandoned()
 
     async def __aenter__(self) -> Self:
         return self

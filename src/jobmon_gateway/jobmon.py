@@ -21,34 +21,36 @@ What the swarm needs from its gateway, and what this one does about it:
 * ``run.py`` lends it an ``aiohttp.ClientSession`` with ``set_session`` and
   closes that session itself; the scheduler asks for it back with the
   private ``_ensure_session()`` to bind task resources on it.
-* It never calls ``close()``. So this gateway keeps nothing open between
-  calls: the async calls send on the lent session (or, with none lent, on a
-  session that is closed when the last call in flight ends), and each sync
-  call closes the sync client it opened before it returns.
+* Its calls go on the SDK's own httpx transports, never on that session,
+  which is left to the swarm (it needs aiohttp; the SDK does not).
+* It never calls ``close()``. So the async connections belong to the
+  swarm's event loop and close when that loop shuts down, and each sync
+  call closes the connection it opened before it returns.
 * It reads the results as the reference's: status letters (our enum members
   compare and hash equal to the letters), ``tasks_by_status.items()``, the
   ``time`` of a status sync handed back as ``since``, ``int`` concurrency
   limits.
 
-This module imports aiohttp (the swarm's own HTTP library) and nothing of
-Jobmon's until :func:`install` is called.
+This module imports neither aiohttp (only ``_ensure_session`` with no
+session lent makes one) nor anything of Jobmon's until :func:`install` is called.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+import sys
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
-
-import aiohttp
-import httpx
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, Protocol, TypeGuard, TypeVar
 
 from . import gateway as _gateway
 from .errors import ConfigurationError
 from .transport import Requester
+
+if TYPE_CHECKING:
+    import aiohttp
+    import httpx
 
 __all__ = [
     "PATCHED_MODULES",
@@ -97,67 +99,11 @@ class JobmonRequester(Protocol):
         """Most seconds for one call's retries; 0 means one attempt, then RuntimeError."""
 
 
-_AsyncClient = aiohttp.ClientSession | httpx.AsyncClient
-
-
-def _is_open(client: _AsyncClient | None) -> bool:
-    if client is None:
-        return False
-    if isinstance(client, aiohttp.ClientSession):
-        return not client.closed
-    return not client.is_closed
-
-
-class _AsyncSessions:
-    """The async clients of one drop-in gateway (shared by its views).
-
-    ``lent`` is the caller's (an aiohttp session, as the swarm lends, or an
-    ``httpx.AsyncClient``; never closed here); ``owned`` is the aiohttp
-    session ``_ensure_session()`` made when none was lent (closed by
-    ``close()``); ``transient`` (a client the requester makes, with its TLS
-    and pool settings) serves calls made with neither and is closed when the
-    last of them ends; ``in_core`` is what the core gateway was last given.
-    """
-
-    def __init__(self) -> None:
-        self.lent: _AsyncClient | None = None
-        self.owned: aiohttp.ClientSession | None = None
-        self.transient: httpx.AsyncClient | None = None
-        self.in_flight = 0
-        self.in_core: _AsyncClient | None = None
-
-    def for_calls(self) -> _AsyncClient | None:
-        """The open client calls go on: the lent one, else the owned session."""
-        for client in (self.lent, self.owned):
-            if _is_open(client):
-                return client
-        return None
-
-    def aiohttp_session(self) -> aiohttp.ClientSession | None:
-        """The open aiohttp session the swarm may bind resources on, if any."""
-        for client in (self.lent, self.owned):
-            if isinstance(client, aiohttp.ClientSession) and not client.closed:
-                return client
-        return None
-
-
-def _on_session(
-    call: Callable[Concatenate[_gateway.ServerGateway, P], Awaitable[T]],
-) -> Callable[Concatenate[ServerGateway, P], Coroutine[Any, Any, T]]:
-    # An async call of the core gateway, sent on the session chosen for it.
-    @functools.wraps(call)
-    async def send(self: ServerGateway, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        async with self._call_session():
-            return await call(self, *args, **kwargs)
-
-    return send
-
-
 def _closing_sync(
     call: Callable[Concatenate[_gateway.ServerGateway, P], T],
 ) -> Callable[Concatenate[ServerGateway, P], T]:
-    # A sync call of the core gateway that closes the client it opened: the
-    # swarm never calls close(), and these calls are few (building the swarm).
+    # A sync call of the core gateway that closes the connection it opened:
+    # the swarm never calls close(), and these calls are few (building the swarm).
     @functools.wraps(call)
     def send(self: ServerGateway, /, *args: P.args, **kwargs: P.kwargs) -> T:
         try:
@@ -166,6 +112,12 @@ def _closing_sync(
             self.close_sync()
 
     return send
+
+
+def _is_aiohttp_session(client: object) -> TypeGuard[aiohttp.ClientSession]:
+    # Looked up, not imported: nobody can hold a session of a library not imported.
+    aiohttp_module = sys.modules.get("aiohttp")
+    return aiohttp_module is not None and isinstance(client, aiohttp_module.ClientSession)
 
 
 class ServerGateway(_gateway.ServerGateway):
@@ -179,14 +131,13 @@ class ServerGateway(_gateway.ServerGateway):
     Every call and result is the SDK's (typed rows, naive datetimes, status
     enums that equal their letters). What differs from the SDK's gateway:
 
-    * ``set_session`` also takes an ``aiohttp.ClientSession``; the async
-      calls send on it, and it is never closed here.
+    * ``set_session`` also takes an ``aiohttp.ClientSession``, kept for the
+      swarm and never closed here; the calls go on the SDK's own transports.
     * ``_ensure_session()`` answers that session, as the swarm's scheduler
       expects; with none lent it makes one this gateway owns (closed by
       :meth:`close`).
-    * Nothing stays open between calls: an async call with no session lent
-      sends on one that is closed when the last call in flight ends, and a
-      sync call closes the client it opened.
+    * A sync call closes the connection it opened; the async connections
+      close with the event loop they were opened on.
 
     Args:
         requester: A :class:`jobmon_gateway.Requester`, or a Jobmon requester,
@@ -210,99 +161,67 @@ class ServerGateway(_gateway.ServerGateway):
     ) -> None:
         ours = requester if isinstance(requester, Requester) else Requester.from_jobmon(requester)
         super().__init__(ours, workflow_id, workflow_run_id)
-        self._async = _AsyncSessions()
+        self._lent_aiohttp: aiohttp.ClientSession | None = None
+        self._owned_aiohttp: aiohttp.ClientSession | None = None
 
     # -- sessions -------------------------------------------------------------
 
     def set_session(self, client: aiohttp.ClientSession | httpx.AsyncClient | httpx.Client) -> None:
         """Lend a session: an ``aiohttp.ClientSession`` (as the swarm does) or an httpx client.
 
-        A lent client is never closed here. An aiohttp session or an
-        ``httpx.AsyncClient`` replaces the async client lent before.
+        An aiohttp session is kept for the swarm (:meth:`_ensure_session`
+        answers it) and never closed here; the gateway's own calls do not
+        go on it but on the SDK's httpx transport, like every call of the
+        SDK. An httpx client is used as :meth:`jobmon_gateway.ServerGateway.set_session` says.
 
         Raises:
             InvalidRequestError: ``client`` is none of these.
         """
-        if isinstance(client, aiohttp.ClientSession | httpx.AsyncClient):
-            self._async.lent = client
-            self._give_core(client)
+        if _is_aiohttp_session(client):
+            self._lent_aiohttp = client
             return
-        super().set_session(client)
+        super().set_session(client)  # type: ignore[arg-type]
 
     @property
     def _session(self) -> aiohttp.ClientSession | None:
         # The reference's attribute; Jobmon's swarm tests set it to None
         # after closing the session they lent, to forget it.
-        return self._async.aiohttp_session()
+        for session in (self._lent_aiohttp, self._owned_aiohttp):
+            if session is not None and not session.closed:
+                return session
+        return None
 
     @_session.setter
     def _session(self, session: aiohttp.ClientSession | None) -> None:
         if session is None:
-            self._async.lent = None
+            self._lent_aiohttp = None
         else:
             self.set_session(session)
 
     async def _ensure_session(self) -> aiohttp.ClientSession:
-        """The aiohttp session calls are sent on (the swarm's scheduler binds resources on it).
+        """The aiohttp session the swarm's scheduler binds task resources on.
 
         The lent session if it is open; otherwise one this gateway makes and
         owns, closed by :meth:`close`.
         """
-        sessions = self._async
-        session = sessions.aiohttp_session()
+        session = self._session
         if session is None:
-            session = sessions.owned = aiohttp.ClientSession()
+            import aiohttp
+
+            session = self._owned_aiohttp = aiohttp.ClientSession()
         return session
-
-    def _give_core(self, session: _AsyncClient) -> None:
-        sessions = self._async
-        if sessions.in_core is not session:
-            super().set_session(session)
-            sessions.in_core = session
-
-    @contextlib.asynccontextmanager
-    async def _call_session(self) -> AsyncIterator[None]:
-        sessions = self._async
-        client = sessions.for_calls()
-        if client is not None:
-            self._give_core(client)
-            yield
-            return
-        if sessions.transient is None or sessions.transient.is_closed:
-            sessions.transient = self.requester.new_async_client()
-        transient = sessions.transient
-        self._give_core(transient)
-        sessions.in_flight += 1
-        try:
-            yield
-        finally:
-            sessions.in_flight -= 1
-            if sessions.in_flight == 0 and sessions.transient is transient:
-                sessions.transient = None
-                await transient.aclose()
 
     async def close(self) -> None:
         """Close what this gateway opened (a lent session stays open)."""
-        sessions = self._async
-        owned, sessions.owned = sessions.owned, None
+        owned, self._owned_aiohttp = self._owned_aiohttp, None
         if owned is not None and not owned.closed:
             await owned.close()
         await super().close()
 
     # -- the calls: async ones on the chosen session, sync ones closing up ------
 
-    log_heartbeat = _on_session(_gateway.ServerGateway.log_heartbeat)
-    update_status = _on_session(_gateway.ServerGateway.update_status)
-    terminate_task_instances = _on_session(_gateway.ServerGateway.terminate_task_instances)
-    request_triage = _on_session(_gateway.ServerGateway.request_triage)
-    get_task_status_updates = _on_session(_gateway.ServerGateway.get_task_status_updates)
-    get_workflow_concurrency = _on_session(_gateway.ServerGateway.get_workflow_concurrency)
-    get_array_concurrency = _on_session(_gateway.ServerGateway.get_array_concurrency)
-    queue_task_batch = _on_session(_gateway.ServerGateway.queue_task_batch)
-    get_workflow_metadata = _on_session(_gateway.ServerGateway.get_workflow_metadata)
-    get_tasks = _on_session(_gateway.ServerGateway.get_tasks)
-    get_downstream_tasks = _on_session(_gateway.ServerGateway.get_downstream_tasks)
-    get_server_time = _on_session(_gateway.ServerGateway.get_server_time)
+    # The async calls are the core gateway's own: on the SDK's async
+    # transport, whose connections close when the swarm's event loop shuts down.
 
     log_heartbeat_sync = _closing_sync(_gateway.ServerGateway.log_heartbeat_sync)
     update_status_sync = _closing_sync(_gateway.ServerGateway.update_status_sync)

@@ -2,7 +2,8 @@
 
 :class:`Requester` holds frozen settings (:mod:`._settings`) and does no I/O
 itself. :meth:`Requester.send` and :meth:`Requester.send_async` hand a call
-to the client's exchange (:mod:`._exchange`) under one retry course
+to a sender (:mod:`._sender`: httpx's transport API, on the SDK's own
+transports or a caller's httpx client) under one retry course
 (:mod:`._retry`), and turn the answer into a result (:mod:`._answers`);
 they differ in nothing but ``await``.
 """
@@ -13,30 +14,22 @@ import json
 import logging
 import os
 import ssl
-import sys
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
+import httpx
+
 from ._answers import Answer, Attempt, result_of
-from ._exchange import (
-    AiohttpExchange,
-    AsyncHttpxExchange,
-    HttpxExchange,
-    Outgoing,
-    SocketExchange,
-)
 from ._reader import Deadline
 from ._retry import RetryCourse
+from ._sender import AsyncSender, Hooks, Outgoing, Sender
 from ._settings import DEFAULTS, ConnectionSettings, RetryPolicy, build_settings
 from ._version import __version__
 from .config import HttpSettings
 from .errors import ConfigurationError, InvalidRequestError
 from .routes import Call
-
-if TYPE_CHECKING:
-    import aiohttp
-    import httpx
+from .transports import AsyncGatewayTransport, GatewayTransport, TlsSettings
 
 __all__ = ["CLIENT_JOBMON_VERSION", "Requester"]
 
@@ -54,22 +47,8 @@ speak, not this package's own version.
 
 _JSON = json.JSONEncoder(separators=(",", ":"))
 
-SyncExchange = SocketExchange | HttpxExchange
-AsyncExchange = AiohttpExchange | AsyncHttpxExchange
-
-
-def _httpx_patched() -> tuple[bool, bool]:
-    # A mocking library (pytest-httpx) patches httpx's own transports; then
-    # the gateway must send through them for the mock to see its requests.
-    # Nobody can have patched httpx without importing it: no import here.
-    httpx = sys.modules.get("httpx")
-    if httpx is None:
-        return False, False
-    sync = getattr(httpx.HTTPTransport.handle_request, "__module__", "httpx._transports.default")
-    async_ = getattr(
-        httpx.AsyncHTTPTransport.handle_async_request, "__module__", "httpx._transports.default"
-    )
-    return not sync.startswith("httpx"), not async_.startswith("httpx")
+EventHook = Callable[[Any], object]
+"""An event hook: called with an ``httpx.Request`` or an ``httpx.Response``."""
 
 
 class Requester:
@@ -101,14 +80,26 @@ class Requester:
         max_response_bytes: Most bytes of an answer's body, after
             decompression (default 128 MiB); a bigger one raises
             :class:`~jobmon_gateway.ResponseTooLargeError` and is not read further.
-        verify: TLS verification: ``True`` (default, system CAs), a path to a
-            CA bundle, or an :class:`ssl.SSLContext`. ``False`` turns it off
-            and logs a warning each time a client is made.
+        verify: TLS verification: ``True`` (default: certifi's CA bundle, or
+            the one ``SSL_CERT_FILE``/``SSL_CERT_DIR`` names), a path to a CA
+            bundle, or an :class:`ssl.SSLContext`. ``False`` turns it off and
+            logs a warning each time a client is made.
+        proxy: An ``http://[user:password@]host:port`` proxy for every
+            request (https goes through a ``CONNECT`` tunnel). ``None``
+            (default): the environment's ``HTTP_PROXY``, ``HTTPS_PROXY``,
+            ``ALL_PROXY`` and ``NO_PROXY``, as httpx reads them.
+        trust_env: Whether the environment's proxies and CA bundle apply
+            (default ``True``, as in httpx).
+        event_hooks: ``{"request": [...], "response": [...]}``, as httpx's:
+            each request hook is called with every ``httpx.Request`` sent
+            (every retry and resend too), each response hook with every
+            ``httpx.Response`` before its body is read. In async calls a hook
+            may return an awaitable, which is awaited.
         headers: Extra headers for every request (e.g. ``Authorization``);
             they never appear in errors or logs.
         client_jobmon_version: The Jobmon version announced to the server.
-        transport: An httpx transport for the sync clients this requester
-            makes (e.g. :class:`jobmon_gateway.testing.FakeJobmonServer`'s).
+        transport: An httpx transport the sync calls are sent on instead of
+            the SDK's own (e.g. :class:`jobmon_gateway.testing.FakeJobmonServer`'s).
         async_transport: The async counterpart of ``transport``.
         limits: Connection-pool limits (``httpx.Limits``); idle connections
             are never kept longer than 4 s (below uvicorn's 5 s keep-alive).
@@ -148,6 +139,9 @@ class Requester:
         async_transport: httpx.AsyncBaseTransport | None = None,
         limits: httpx.Limits | None = None,
         repeat_safe_queueing: bool | None = None,
+        proxy: str | None = DEFAULTS["proxy"],
+        trust_env: bool = DEFAULTS["trust_env"],
+        event_hooks: Mapping[str, Sequence[EventHook]] | None = DEFAULTS["event_hooks"],
     ) -> None:
         options: dict[str, Any] = {
             "route_prefix": route_prefix,
@@ -167,17 +161,23 @@ class Requester:
             "async_transport": async_transport,
             "limits": limits,
             "repeat_safe_queueing": repeat_safe_queueing,
+            "proxy": proxy,
+            "trust_env": trust_env,
+            "event_hooks": event_hooks,
         }
         self._connection, self._policy = build_settings(service_url, options)
         self._options = options
         self._service_url_given = service_url
         self._transport = transport
         self._async_transport = async_transport
-        self._ssl_context: ssl.SSLContext | None = None
-        prefix = self._connection.target_prefix
+        connection = self._connection
+        self._tls = TlsSettings(connection.verify, trust_env=connection.trust_env)
+        self._hooks = Hooks(
+            request=tuple(connection.event_hooks.get("request", ())),
+            response=tuple(connection.event_hooks.get("response", ())),
+        )
         self._version_query = urlencode({"client_jobmon_version": client_jobmon_version})
-        self._base_url = self._connection.base_url
-        self._target_prefix = prefix
+        self._base_url = connection.base_url
         self._last_merge: tuple[Mapping[str, str], dict[str, str]] | None = None
         # Built once: every request carries them, GET included (3.2 answers a
         # GET without Content-Type with a 500).
@@ -213,6 +213,8 @@ class Requester:
             "retries_timeout": settings.retries_timeout,
             "max_response_bytes": settings.max_response_bytes,
         }
+        if settings.proxy is not None:
+            options["proxy"] = settings.proxy
         options.update(overrides)
         service_url = options.pop("service_url", settings.service_url)
         return cls(service_url, **options)
@@ -337,117 +339,101 @@ class Requester:
             f" retries_timeout={self.retries_timeout:g})"
         )
 
-    # -- clients and their exchanges ----------------------------------------------------
+    # -- transports, clients and senders ----------------------------------------
 
-    def _tls(self) -> ssl.SSLContext | bool:
-        # Plain http needs none; decided here once for every kind of client.
-        if self._connection.scheme != "https":
-            return True
-        verify = self._connection.verify
-        if verify is False:
+    def _warn_if_unverified(self) -> None:
+        if self._connection.scheme == "https" and self._connection.verify is False:
             logger.warning("TLS verification is OFF for %s (verify=False)", self.service_url)
-            return False
-        if self._ssl_context is None:
-            # Loading the CA bundle takes ~30 ms: once per requester, not per client.
-            if isinstance(verify, ssl.SSLContext):
-                self._ssl_context = verify
-            elif isinstance(verify, str):
-                try:
-                    self._ssl_context = ssl.create_default_context(cafile=verify)
-                except (OSError, ssl.SSLError) as exc:
-                    raise ConfigurationError(
-                        f"verify={verify!r} is not a readable CA bundle ({type(exc).__name__})"
-                    ) from None
-            else:
-                import certifi
 
-                self._ssl_context = ssl.create_default_context(cafile=certifi.where())
-        return self._ssl_context
+    def new_transport(self) -> httpx.BaseTransport:
+        """A sync httpx transport with these settings: the given ``transport``, or the SDK's own.
 
-    def _tls_context(self) -> ssl.SSLContext | None:
-        tls = self._tls()
-        if tls is False:
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            return context
-        return tls if isinstance(tls, ssl.SSLContext) else None
-
-    def new_exchange(self) -> SyncExchange:
-        """The exchange of a sync client this requester makes (see :mod:`._exchange`)."""
-        limit = self._connection.max_response_bytes
+        The SDK's own is a :class:`~jobmon_gateway.transports.GatewayTransport`:
+        this requester's proxy, TLS and pool limits, every request bounded to
+        its last byte. The caller closes it.
+        """
         if self._transport is not None:
-            return HttpxExchange(limit, transport=self._transport)
-        if _httpx_patched()[0]:
-            import httpx
+            return self._transport
+        self._warn_if_unverified()
+        connection = self._connection
+        return GatewayTransport(
+            verify=self._tls,
+            proxy=connection.proxy,
+            trust_env=connection.trust_env,
+            limits=self._options["limits"],
+        )
 
-            return HttpxExchange(limit, transport=httpx.HTTPTransport(verify=self._tls()))
-        return SocketExchange(self._connection, self._tls_context())
-
-    def new_async_exchange(self) -> AsyncExchange:
-        """The exchange of an async client this requester makes."""
-        limit = self._connection.max_response_bytes
+    def new_async_transport(self) -> httpx.AsyncBaseTransport:
+        """The async counterpart of :meth:`new_transport`."""
         if self._async_transport is not None:
-            return AsyncHttpxExchange(limit, transport=self._async_transport)
-        if _httpx_patched()[1]:
-            import httpx
+            return self._async_transport
+        self._warn_if_unverified()
+        connection = self._connection
+        return AsyncGatewayTransport(
+            verify=self._tls,
+            proxy=connection.proxy,
+            trust_env=connection.trust_env,
+            limits=self._options["limits"],
+        )
 
-            return AsyncHttpxExchange(limit, transport=httpx.AsyncHTTPTransport(verify=self._tls()))
-        return AiohttpExchange(self._connection, self._tls())
+    def new_sender(self) -> Sender:
+        """The sender of a gateway's sync calls (on :meth:`new_transport`; closed with it)."""
+        return Sender(
+            self.new_transport(),
+            self._connection.max_response_bytes,
+            self._hooks,
+            bounded=self._transport is None,
+            owned=True,
+        )
 
-    def lend_exchange(self, client: object) -> SyncExchange | AsyncExchange:
-        """The exchange for a caller's client: ``httpx.Client``, ``httpx.AsyncClient``
-        or ``aiohttp.ClientSession`` (never closed by the SDK).
+    def new_async_sender(self) -> AsyncSender:
+        """The sender of a gateway's async calls (on :meth:`new_async_transport`)."""
+        return AsyncSender(
+            self.new_async_transport(),
+            self._connection.max_response_bytes,
+            self._hooks,
+            bounded=self._async_transport is None,
+            owned=True,
+        )
+
+    def lend(self, client: object) -> Sender | AsyncSender:
+        """A sender on a caller's ``httpx.Client`` or ``httpx.AsyncClient`` (never closed here).
+
+        The client's own settings apply (auth, headers, cookies, event hooks,
+        proxies); the deadline, the size limit and the retries stay this
+        requester's.
 
         Raises:
-            InvalidRequestError: ``client`` is none of those.
+            InvalidRequestError: ``client`` is neither.
         """
-        owned = getattr(client, "jobmon_exchange", None)
-        if owned is not None:
-            if getattr(client, "is_closed", False):
-                # A client this requester made and someone closed: refuse, as for a lent one.
-                raise InvalidRequestError(
-                    f"this {type(client).__name__} has been closed; make a new one"
-                )
-            return owned  # type: ignore[no-any-return]
         limit = self._connection.max_response_bytes
-        # Looked up, not imported: a client of a library nobody imported
-        # cannot be one of its clients, and importing aiohttp costs 0.4 s.
-        httpx_module = sys.modules.get("httpx")
-        if httpx_module is not None:
-            if isinstance(client, httpx_module.Client):
-                return HttpxExchange(limit, client=client)
-            if isinstance(client, httpx_module.AsyncClient):
-                return AsyncHttpxExchange(limit, client=client)
-        aiohttp_module = sys.modules.get("aiohttp")
-        if aiohttp_module is not None and isinstance(client, aiohttp_module.ClientSession):
-            return AiohttpExchange(self._connection, True, session=client)
+        if isinstance(client, httpx.Client):
+            return Sender(client, limit, self._hooks, bounded=False, owned=False)
+        if isinstance(client, httpx.AsyncClient):
+            return AsyncSender(client, limit, self._hooks, bounded=False, owned=False)
         raise InvalidRequestError(
-            "set_session takes an httpx.AsyncClient, an httpx.Client or an"
-            f" aiohttp.ClientSession, got {type(client).__name__}"
+            "set_session takes an httpx.Client or an httpx.AsyncClient, got"
+            f" {type(client).__name__}"
         )
 
     def new_client(self) -> httpx.Client:
         """Make a pooled sync ``httpx.Client`` with these settings; the caller closes it.
 
-        Requests this requester sends on it go straight to its exchange (our
-        own deadline-bound connections), skipping httpx's per-request
-        bookkeeping (cookies, auth, hooks): configure a client of your own and
-        hand it to ``set_session`` for those.
+        Its transport is :meth:`new_transport`'s, so every request sent on it
+        (``client.get(...)`` too) keeps the deadline, proxy and TLS rules;
+        httpx's timeout is ``request_timeout``, for the whole request.
         """
-        from ._httpx_clients import owned_client
-
-        return owned_client(self, self.new_exchange())
+        return httpx.Client(
+            transport=self.new_transport(),
+            timeout=self.request_timeout,
+        )
 
     def new_async_client(self) -> httpx.AsyncClient:
-        """Make a pooled ``httpx.AsyncClient`` with these settings; the caller closes it.
-
-        Unless ``async_transport`` was given it sends through aiohttp. As with
-        :meth:`new_client`, this requester's requests go straight to the exchange.
-        """
-        from ._httpx_clients import owned_async_client
-
-        return owned_async_client(self, self.new_async_exchange())
+        """Make a pooled ``httpx.AsyncClient`` with these settings; the caller closes it."""
+        return httpx.AsyncClient(
+            transport=self.new_async_transport(),
+            timeout=self.request_timeout,
+        )
 
     # -- everything but the I/O ----------------------------------------------
 
@@ -458,7 +444,6 @@ class Requester:
         return Outgoing(
             call.method,
             f"{self._base_url}{call.route}?{query}",
-            f"{self._target_prefix}{call.route}?{query}",
             self._merged_headers(headers) if headers else self._headers,
             None if call.method == "GET" else _JSON.encode(call.body or {}).encode(),
             call.repeat_safe or self._connection.repeat_safe_queueing,
@@ -501,7 +486,7 @@ class Requester:
     def send(
         self,
         call: Call[T],
-        client: httpx.Client | SyncExchange,
+        client: httpx.Client | Sender,
         *,
         retry: bool = True,
         headers: Mapping[str, str] | None = None,
@@ -510,23 +495,20 @@ class Requester:
 
         Args:
             call: What to send and how to decode the answer.
-            client: The sync client to send on (it is not closed).
+            client: The sync ``httpx.Client`` to send on (it is not closed).
             retry: ``False`` sends exactly once.
             headers: Extra headers for this request.
 
         Raises:
             GatewayError: the call failed; see the error tree.
         """
-        exchange = client if isinstance(client, SocketExchange | HttpxExchange) else None
-        if exchange is None:
-            lent = self.lend_exchange(client)
-            if not isinstance(lent, SocketExchange | HttpxExchange):
-                raise InvalidRequestError("send() needs a sync client; use send_async()")
-            exchange = lent
+        sender = client if isinstance(client, Sender) else self.lend(client)
+        if not isinstance(sender, Sender):
+            raise InvalidRequestError("send() needs a sync client; use send_async()")
         out = self._outgoing(call, headers)
 
         def attempt(at: Attempt, deadline: Deadline) -> T:
-            answer: Answer = exchange.send(out, deadline, at)
+            answer: Answer = sender.send(out, deadline, at)
             return result_of(at, answer)  # type: ignore[no-any-return]
 
         return self._course(call, out, retry).run(attempt)
@@ -534,22 +516,19 @@ class Requester:
     async def send_async(
         self,
         call: Call[T],
-        client: httpx.AsyncClient | aiohttp.ClientSession | AsyncExchange,
+        client: httpx.AsyncClient | AsyncSender,
         *,
         retry: bool = True,
         headers: Mapping[str, str] | None = None,
     ) -> T:
         """Async form of :meth:`send`; cancelling it stops the retries at once."""
-        exchange = client if isinstance(client, AiohttpExchange | AsyncHttpxExchange) else None
-        if exchange is None:
-            lent = self.lend_exchange(client)
-            if not isinstance(lent, AiohttpExchange | AsyncHttpxExchange):
-                raise InvalidRequestError("send_async() needs an async client; use send()")
-            exchange = lent
+        sender = client if isinstance(client, AsyncSender) else self.lend(client)
+        if not isinstance(sender, AsyncSender):
+            raise InvalidRequestError("send_async() needs an async client; use send()")
         out = self._outgoing(call, headers)
 
         async def attempt(at: Attempt, deadline: Deadline) -> T:
-            answer = await exchange.send(out, deadline, at)
+            answer = await sender.send(out, deadline, at)
             return result_of(at, answer)  # type: ignore[no-any-return]
 
         return await self._course(call, out, retry).run_async(attempt)

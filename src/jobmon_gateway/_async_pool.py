@@ -1,0 +1,520 @@
+"""The async connection pool behind :class:`~jobmon_gateway.transports.AsyncGatewayTransport`.
+
+The twin of :mod:`._pool` on asyncio: the same conversation
+(:mod:`._http11`), the same deadline on every wait (a timer on the event
+loop, not a task per read), the same reuse rules. Connections belong to the
+event loop they were opened on; a pool keeps each loop's apart, and closes
+them when that loop shuts down (``asyncio.run`` does so) or when the pool
+is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import ssl
+import threading
+import time
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Any
+
+import httpcore
+
+from ._http11 import Conversation, broken, expired, finished_at
+from ._pool import deadline_of
+from ._routing import Route, Routing
+
+__all__ = ["AsyncPool"]
+
+_BUFFER_HIGH = 1 << 20  # pause reading past 1 MiB not yet taken
+
+
+class _Stream(asyncio.Protocol):
+    """A connection's bytes, waited for on a deadline."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.chunks: list[bytes] = []
+        self.buffered = 0
+        self.ended = False
+        self.failure: BaseException | None = None
+        self.reading_paused = False
+        self.writing_paused = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.sock: socket.socket | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.buffered += len(data)
+        if self.buffered > _BUFFER_HIGH and not self.reading_paused and self.transport:
+            self.reading_paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.ended = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.ended = True
+        self.failure = exc
+        self._wake()
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait(self, deadline: float) -> None:
+        waiter = self.waiter = self.loop.create_future()
+        timer = self.loop.call_later(finished_at(deadline), _expire, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self.waiter = None
+
+    async def read(self, deadline: float) -> bytes:
+        """The bytes received so far, waiting for some; ``b""`` once the server closed."""
+        while not self.chunks:
+            if self.ended:
+                if self.failure is not None:
+                    raise httpcore.ReadError(str(self.failure) or type(self.failure).__name__)
+                return b""
+            await self._wait(deadline)
+        chunks = self.chunks
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self.chunks = []
+        self.buffered = 0
+        if self.reading_paused and self.transport is not None:
+            self.reading_paused = False
+            self.transport.resume_reading()
+        return data
+
+    async def write(self, data: bytes, deadline: float) -> None:
+        """Send ``data``, waiting (on the deadline) while the socket's buffer is full."""
+        transport = self.transport
+        if self.ended or transport is None or transport.is_closing():
+            raise httpcore.WriteError("the connection is closed")
+        transport.write(data)
+        while self.writing_paused:
+            if self.ended:
+                raise httpcore.WriteError("the connection closed while sending")
+            await self._wait(deadline)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(expired())
+
+
+class _Connection:
+    __slots__ = ("generation", "idle_since", "origin", "stream", "talk")
+
+    def __init__(self, stream: _Stream, origin: tuple[bytes, bytes, int], generation: int):
+        self.stream = stream
+        self.origin = origin
+        self.talk = Conversation()
+        self.idle_since = 0.0
+        self.generation = generation
+
+    def silent(self) -> bool:
+        # Idle and still open, with nothing sent by the server since its last answer.
+        stream = self.stream
+        return not stream.ended and not stream.chunks and stream.transport is not None
+
+
+class _LoopConnections:
+    """One event loop's connections: the idle ones and a guard that closes them with the loop."""
+
+    __slots__ = ("busy", "guard", "idle", "slots")
+
+    def __init__(self, max_connections: int) -> None:
+        self.idle: list[_Connection] = []
+        self.busy = 0
+        self.slots = asyncio.Semaphore(max_connections)
+        self.guard: AsyncGenerator[None, None] | None = None
+
+    def close_idle(self, *, sockets_too: bool = False) -> None:
+        idle, self.idle = self.idle, []
+        for conn in idle:
+            conn.stream.close()
+            if sockets_too and conn.stream.sock is not None:
+                # A loop that may never run again would never finish closing.
+                conn.stream.sock.close()
+
+
+async def _closed_with_loop(record: _LoopConnections) -> AsyncGenerator[None, None]:
+    # Kept suspended for the life of its loop: a loop closes every such
+    # generator when it shuts down (asyncio.run does), which closes the
+    # loop's idle connections on the loop they belong to.
+    try:
+        yield
+    finally:
+        record.close_idle()
+
+
+_POOLS: weakref.WeakSet[AsyncPool] = weakref.WeakSet()
+_FORSAKEN: list[object] = []
+
+
+def _forget_in_child() -> None:
+    for pool in list(_POOLS):
+        pool.forget_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
+
+
+class AsyncPool:
+    """Keep-alive connections per event loop, with httpcore's async pool interface."""
+
+    def __init__(
+        self,
+        routing: Routing,
+        tls: Callable[[], ssl.SSLContext],
+        *,
+        max_connections: int,
+        max_keepalive: int,
+        keepalive_expiry: float,
+    ) -> None:
+        self._routing = routing
+        self._tls = tls
+        self._max_connections = max_connections
+        self._max_keepalive = max_keepalive
+        self._expiry = keepalive_expiry
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopConnections] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._lock = threading.Lock()
+        self._generation = 0
+        self.closed = False
+        _POOLS.add(self)
+
+    # -- httpcore's interface ---------------------------------------------------
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        """Send ``request`` and answer as soon as the head is in; the body streams."""
+        url = request.url
+        origin = (url.scheme, url.host, url.port or (443 if url.scheme == b"https" else 80))
+        deadline = deadline_of(request.extensions)
+        trace = request.extensions.get("trace")
+        route = self._routing.route(*origin)
+        body = b"".join([part async for part in request.stream])  # type: ignore[union-attr]
+        target = url.target
+        headers = list(request.headers)
+        if route.absolute:
+            target = bytes(url)
+            if route.proxy is not None and route.proxy.authorization is not None:
+                headers.append((b"Proxy-Authorization", route.proxy.authorization))
+        record = await self._record()
+        slots = record.slots
+        if slots.locked():
+            try:
+                await asyncio.wait_for(slots.acquire(), finished_at(deadline))
+            except asyncio.TimeoutError:
+                raise httpcore.PoolTimeout("no free connection before the deadline") from None
+        else:
+            await slots.acquire()
+        try:
+            conn = self._pooled(record, origin)
+            if conn is None:
+                conn = await self._connect(route, origin, deadline, trace)
+        except BaseException:
+            slots.release()
+            raise
+        record.busy += 1
+        talk, stream = conn.talk, conn.stream
+        try:
+            await stream.write(talk.request(request.method, target, headers, body), deadline)
+            while (head := talk.head(deadline)) is None:
+                talk.feed(await stream.read(deadline))
+        except BaseException as exc:
+            self._discard(record, conn)
+            marked = broken(exc, talk)
+            if marked is exc:
+                raise
+            raise marked from exc
+        return httpcore.Response(
+            status=head.status_code,
+            headers=list(head.headers),
+            content=_Body(self, record, conn, deadline),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": head.reason},
+        )
+
+    async def aclose(self) -> None:
+        """Close the connections of this loop now, and of closed loops by force."""
+        with self._lock:
+            self.closed = True
+            records = list(self._loops.items())
+            self._loops = weakref.WeakKeyDictionary()
+        for loop, record in records:
+            if loop.is_closed():
+                _close_by_force(record)
+            elif loop is _running_loop():
+                record.close_idle()
+                guard, record.guard = record.guard, None
+                if guard is not None:
+                    # Its job is done; closing it spares the loop a dangling generator.
+                    await guard.aclose()
+            else:
+                # Another thread's loop: its transports are closed on that loop.
+                loop.call_soon_threadsafe(record.close_idle)
+
+    def close_abandoned(self) -> None:
+        """Close, without awaiting, the connections of loops that are not running."""
+        with self._lock:
+            records = [
+                (loop, record)
+                for loop, record in self._loops.items()
+                if loop.is_closed() or not loop.is_running()
+            ]
+            for loop, _ in records:
+                del self._loops[loop]
+        for loop, record in records:
+            if loop.is_closed():
+                _close_by_force(record)
+            else:
+                record.close_idle(sockets_too=True)
+
+    async def __aenter__(self) -> AsyncPool:
+        return self
+
+    async def __aexit__(self, *args: object) -> None:
+        await self.aclose()
+
+    # -- connections ------------------------------------------------------------
+
+    async def _record(self) -> _LoopConnections:
+        loop = asyncio.get_running_loop()
+        record = self._loops.get(loop)
+        if record is None:
+            record = _LoopConnections(self._max_connections)
+            guard = _closed_with_loop(record)
+            await guard.__anext__()
+            record.guard = guard
+            with self._lock:
+                self._loops[loop] = record
+        return record
+
+    def _pooled(
+        self, record: _LoopConnections, origin: tuple[bytes, bytes, int]
+    ) -> _Connection | None:
+        now = time.monotonic()
+        idle = record.idle
+        for index in range(len(idle) - 1, -1, -1):
+            conn = idle[index]
+            if conn.origin != origin:
+                continue
+            del idle[index]
+            if now - conn.idle_since < self._expiry and conn.silent():
+                return conn
+            conn.stream.close()
+        return None
+
+    async def _connect(
+        self, route: Route, origin: tuple[bytes, bytes, int], deadline: float, trace: Any
+    ) -> _Connection:
+        if trace is not None:
+            await trace("connection.connect_tcp.started", {"host": route.address[0]})
+        loop = asyncio.get_running_loop()
+        stream: _Stream | None = None
+        sock: socket.socket | None = None
+        try:
+            left = finished_at(deadline)
+            sock = await asyncio.wait_for(_connected_socket(loop, route.address), left)
+            tls_now = route.tls and route.tunnel is None
+            context = self._tls() if route.tls else None
+            left = finished_at(deadline)
+            _, made = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: _Stream(loop),
+                    sock=sock,
+                    ssl=context if tls_now else None,
+                    server_hostname=route.server_hostname if tls_now else None,
+                    ssl_handshake_timeout=left if tls_now else None,
+                ),
+                left,
+            )
+            stream = made
+            stream.sock = sock
+            if route.tunnel is not None:
+                await _open_tunnel(stream, route, deadline)
+                if route.tls:
+                    assert stream.transport is not None
+                    assert context is not None
+                    left = finished_at(deadline)
+                    tls = await asyncio.wait_for(
+                        loop.start_tls(
+                            stream.transport,
+                            stream,
+                            context,
+                            server_hostname=route.server_hostname,
+                            ssl_handshake_timeout=left,
+                        ),
+                        left,
+                    )
+                    assert isinstance(tls, asyncio.Transport)
+                    stream.transport = tls
+        except BaseException as exc:
+            if stream is not None:
+                stream.close()
+            elif sock is not None:
+                sock.close()
+            if isinstance(exc, asyncio.TimeoutError | httpcore.ReadTimeout):
+                raise httpcore.ConnectTimeout("could not connect before the deadline") from exc
+            if isinstance(exc, OSError):
+                raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+            raise
+        if trace is not None:
+            await trace("connection.connect_tcp.complete", {"return_value": None})
+        return _Connection(stream, origin, self._generation)
+
+    def release(self, record: _LoopConnections, conn: _Connection) -> None:
+        """Take back a connection whose answer was read to its end."""
+        record.busy -= 1
+        keep = (
+            not self.closed
+            and conn.generation == self._generation
+            and len(record.idle) < self._max_keepalive
+        )
+        if keep:
+            conn.idle_since = time.monotonic()
+            record.idle.append(conn)
+        else:
+            conn.stream.close()
+        record.slots.release()
+
+    def _discard(self, record: _LoopConnections, conn: _Connection) -> None:
+        record.busy -= 1
+        conn.stream.close()
+        record.slots.release()
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: never touch the parent's connections (their bytes would mix)."""
+        # Closing them here would unregister the parent's descriptors from an
+        # event loop the child shares with it: keep them, unused, instead.
+        _FORSAKEN.append(self._loops)
+        self._loops = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+        self._generation += 1
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _close_by_force(record: _LoopConnections) -> None:
+    # The loop is gone (and its selector with it): its transports can no
+    # longer close themselves, so close the sockets the pool made.
+    idle, record.idle = record.idle, []
+    for conn in idle:
+        sock = conn.stream.sock
+        if sock is not None:
+            sock.close()
+    record.guard = None
+
+
+async def _connected_socket(
+    loop: asyncio.AbstractEventLoop, address: tuple[str, int]
+) -> socket.socket:
+    # The pool makes the socket itself so that it can close it even after
+    # its event loop is gone. A numeric address is never looked up.
+    infos = await loop.getaddrinfo(address[0], address[1], type=socket.SOCK_STREAM)
+    failure: OSError = OSError(f"no address for {address[0]}")
+    for family, kind, proto, _, where in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, where)
+        except OSError as exc:
+            sock.close()
+            failure = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    raise failure
+
+
+class _Body:
+    """The answer's body as httpcore streams it: read on the deadline, then released."""
+
+    __slots__ = ("_conn", "_deadline", "_done", "_pool", "_record")
+
+    def __init__(
+        self, pool: AsyncPool, record: _LoopConnections, conn: _Connection, deadline: float
+    ) -> None:
+        self._pool = pool
+        self._record = record
+        self._conn = conn
+        self._deadline = deadline
+        self._done = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        conn, deadline = self._conn, self._deadline
+        talk, stream = conn.talk, conn.stream
+        try:
+            while True:
+                piece = talk.body()
+                if piece is None:
+                    talk.feed(await stream.read(deadline))
+                elif piece:
+                    yield piece
+                else:
+                    break
+        except BaseException:
+            await self.aclose()
+            raise
+        if not self._done:
+            self._done = True
+            if talk.reusable():
+                self._pool.release(self._record, conn)
+            else:
+                self._pool._discard(self._record, conn)
+
+    async def aclose(self) -> None:
+        """Give the connection back; one read short of its end is closed, never reused."""
+        if not self._done:
+            self._done = True
+            self._pool._discard(self._record, self._conn)
+
+
+async def _open_tunnel(stream: _Stream, route: Route, deadline: float) -> None:
+    """Ask the proxy for a ``CONNECT`` tunnel to the server; raises ``ProxyError`` if refused."""
+    assert route.tunnel is not None
+    talk = Conversation()
+    headers = [(b"Host", route.tunnel)]
+    if route.proxy is not None and route.proxy.authorization is not None:
+        headers.append((b"Proxy-Authorization", route.proxy.authorization))
+    await stream.write(talk.request(b"CONNECT", route.tunnel, headers, None), deadline)
+    while (head := talk.head(deadline)) is None:
+        talk.feed(await stream.read(deadline))
+    if not 200 <= head.status_code < 300:
+        raise httpcore.ProxyError(f"the proxy refused the tunnel: {head.status_code}")
+    if talk.state.trailing_data[0] or stream.chunks:
+        raise httpcore.ProxyError("the proxy sent bytes before the tunnel opened")

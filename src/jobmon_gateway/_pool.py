@@ -1,0 +1,319 @@
+"""The sync connection pool behind :class:`~jobmon_gateway.transports.GatewayTransport`.
+
+It has the interface of httpcore's pool (``handle_request`` taking and
+answering httpcore objects, raising httpcore's exceptions), so httpx's own
+``HTTPTransport.handle_request`` sends through it unchanged. What it adds:
+every socket operation waits at most until the request's deadline (connect,
+TLS handshake, proxy tunnel, pool slot, send, each read, each 1xx), and a
+connection is reused only when its answer ended exactly at its framing and
+the idle socket has nothing to say.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import socket
+import ssl
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import httpcore
+
+from ._http11 import Conversation, broken, expired, finished_at
+from ._routing import Route, Routing
+
+__all__ = ["SyncPool", "deadline_of"]
+
+_READ_SIZE = 65536
+
+
+def deadline_of(extensions: Mapping[str, Any]) -> float:
+    """The request's deadline, a ``time.monotonic()`` value.
+
+    The gateway's sender puts its own (``jobmon_gateway.deadline``); for any
+    other request the longest of httpx's timeouts bounds the whole request.
+    """
+    given = extensions.get("jobmon_gateway.deadline")
+    if given is not None:
+        return float(given)
+    timeouts: Mapping[str, Any] = extensions.get("timeout") or {}
+    values = [float(v) for v in timeouts.values() if isinstance(v, int | float)]
+    return time.monotonic() + (max(values) if values else 1e6)
+
+
+class _Connection:
+    __slots__ = ("generation", "idle_since", "origin", "sock", "talk")
+
+    def __init__(self, sock: socket.socket, origin: tuple[bytes, bytes, int], generation: int):
+        self.sock = sock
+        self.origin = origin
+        self.talk = Conversation()
+        self.idle_since = 0.0
+        self.generation = generation
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+def _silent(sock: socket.socket) -> bool:
+    # An idle connection has nothing to say: readable means the server closed
+    # or reset it, or sent bytes nobody asked for.
+    try:
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return False
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
+
+
+_POOLS: weakref.WeakSet[SyncPool] = weakref.WeakSet()
+
+
+def _forget_in_child() -> None:
+    for pool in list(_POOLS):
+        pool.forget_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
+
+
+class SyncPool:
+    """Keep-alive connections over sockets, with httpcore's pool interface."""
+
+    def __init__(
+        self,
+        routing: Routing,
+        tls: Callable[[], ssl.SSLContext],
+        *,
+        max_connections: int,
+        max_keepalive: int,
+        keepalive_expiry: float,
+    ) -> None:
+        self._routing = routing
+        self._tls = tls
+        self._max_keepalive = max_keepalive
+        self._expiry = keepalive_expiry
+        self._max_connections = max_connections
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._idle: list[_Connection] = []
+        self._lock = threading.Lock()
+        self._generation = 0
+        self.closed = False
+        _POOLS.add(self)
+
+    # -- httpcore's interface ---------------------------------------------------
+
+    def handle_request(self, request: httpcore.Request) -> httpcore.Response:
+        """Send ``request`` and answer as soon as the head is in; the body streams."""
+        url = request.url
+        origin = (url.scheme, url.host, url.port or (443 if url.scheme == b"https" else 80))
+        deadline = deadline_of(request.extensions)
+        trace = request.extensions.get("trace")
+        route = self._routing.route(*origin)
+        body = b"".join(request.stream)  # type: ignore[arg-type]
+        target = url.target
+        headers = list(request.headers)
+        if route.absolute:
+            target = bytes(url)
+            if route.proxy is not None and route.proxy.authorization is not None:
+                headers.append((b"Proxy-Authorization", route.proxy.authorization))
+        if not self._slots.acquire(timeout=finished_at(deadline)):
+            raise httpcore.PoolTimeout("no free connection before the deadline")
+        try:
+            conn = self._pooled(origin)
+            if conn is None:
+                conn = self._connect(route, origin, deadline, trace)
+        except BaseException:
+            self._slots.release()
+            raise
+        talk = conn.talk
+        try:
+            data = talk.request(request.method, target, headers, body)
+            _send(conn.sock, data, deadline)
+            while (head := talk.head(deadline)) is None:
+                talk.feed(_recv(conn.sock, deadline))
+        except BaseException as exc:
+            self._discard(conn)
+            marked = broken(exc, talk)
+            if marked is exc:
+                raise
+            raise marked from exc
+        return httpcore.Response(
+            status=head.status_code,
+            headers=list(head.headers),
+            content=_Body(self, conn, deadline),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": head.reason},
+        )
+
+    def close(self) -> None:
+        """Close every idle connection; ones in use close when their answer is read."""
+        with self._lock:
+            self.closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def __enter__(self) -> SyncPool:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        self.close()
+
+    # -- connections ------------------------------------------------------------
+
+    def _pooled(self, origin: tuple[bytes, bytes, int]) -> _Connection | None:
+        now = time.monotonic()
+        with self._lock:
+            for index in range(len(self._idle) - 1, -1, -1):
+                conn = self._idle[index]
+                if conn.origin != origin:
+                    continue
+                del self._idle[index]
+                if now - conn.idle_since < self._expiry and _silent(conn.sock):
+                    return conn
+                conn.close()
+        return None
+
+    def _connect(
+        self, route: Route, origin: tuple[bytes, bytes, int], deadline: float, trace: Any
+    ) -> _Connection:
+        if trace is not None:
+            trace("connection.connect_tcp.started", {"host": route.address[0]})
+        sock: socket.socket | None = None
+        try:
+            sock = socket.create_connection(route.address, timeout=finished_at(deadline))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if route.tunnel is not None:
+                _open_tunnel(sock, route, deadline)
+            if route.tls:
+                context = self._tls()
+                sock.settimeout(finished_at(deadline))
+                sock = context.wrap_socket(sock, server_hostname=route.server_hostname)
+        except BaseException as exc:
+            if sock is not None:
+                sock.close()
+            if isinstance(exc, httpcore.ReadTimeout | TimeoutError):
+                raise httpcore.ConnectTimeout("could not connect before the deadline") from exc
+            if isinstance(exc, OSError):
+                raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+            raise
+        if trace is not None:
+            trace("connection.connect_tcp.complete", {"return_value": None})
+        return _Connection(sock, origin, self._generation)
+
+    def release(self, conn: _Connection) -> None:
+        """Take back a connection whose answer was read to its end."""
+        with self._lock:
+            keep = (
+                not self.closed
+                and conn.generation == self._generation
+                and len(self._idle) < self._max_keepalive
+            )
+            if keep:
+                conn.idle_since = time.monotonic()
+                self._idle.append(conn)
+        if not keep:
+            conn.close()
+        self._free_slot(conn)
+
+    def _discard(self, conn: _Connection) -> None:
+        conn.close()
+        self._free_slot(conn)
+
+    def _free_slot(self, conn: _Connection) -> None:
+        if conn.generation == self._generation:
+            self._slots.release()
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: never touch the parent's connections (their bytes would mix)."""
+        idle, self._idle = self._idle, []
+        self._generation += 1
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(self._max_connections)
+        for conn in idle:
+            # Closing the child's copy of a descriptor leaves the parent's open.
+            conn.close()
+
+
+class _Body:
+    """The answer's body as httpcore streams it: read on the deadline, then released."""
+
+    __slots__ = ("_conn", "_deadline", "_done", "_pool")
+
+    def __init__(self, pool: SyncPool, conn: _Connection, deadline: float) -> None:
+        self._pool = pool
+        self._conn = conn
+        self._deadline = deadline
+        self._done = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        conn, deadline = self._conn, self._deadline
+        talk = conn.talk
+        try:
+            while True:
+                piece = talk.body()
+                if piece is None:
+                    talk.feed(_recv(conn.sock, deadline))
+                elif piece:
+                    yield piece
+                else:
+                    break
+        except BaseException:
+            self.close()
+            raise
+        if not self._done:
+            self._done = True
+            if talk.reusable():
+                self._pool.release(conn)
+            else:
+                self._pool._discard(conn)
+
+    def close(self) -> None:
+        """Give the connection back; one read short of its end is closed, never reused."""
+        if not self._done:
+            self._done = True
+            self._pool._discard(self._conn)
+
+
+def _send(sock: socket.socket, data: bytes, deadline: float) -> None:
+    try:
+        sock.settimeout(finished_at(deadline))
+        sock.sendall(data)
+    except TimeoutError:
+        raise expired() from None
+    except OSError as exc:
+        raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
+
+
+def _recv(sock: socket.socket, deadline: float) -> bytes:
+    try:
+        sock.settimeout(finished_at(deadline))
+        return sock.recv(_READ_SIZE)
+    except TimeoutError:
+        raise expired() from None
+    except OSError as exc:
+        raise httpcore.ReadError(str(exc) or type(exc).__name__) from exc
+
+
+def _open_tunnel(sock: socket.socket, route: Route, deadline: float) -> None:
+    """Ask the proxy for a ``CONNECT`` tunnel to the server; raises ``ProxyError`` if refused."""
+    assert route.tunnel is not None
+    talk = Conversation()
+    headers = [(b"Host", route.tunnel)]
+    if route.proxy is not None and route.proxy.authorization is not None:
+        headers.append((b"Proxy-Authorization", route.proxy.authorization))
+    _send(sock, talk.request(b"CONNECT", route.tunnel, headers, None), deadline)
+    while (head := talk.head(deadline)) is None:
+        talk.feed(_recv(sock, deadline))
+    if not 200 <= head.status_code < 300:
+        raise httpcore.ProxyError(f"the proxy refused the tunnel: {head.status_code}")
+    if talk.state.trailing_data[0]:
+        raise httpcore.ProxyError("the proxy sent bytes before the tunnel opened")

@@ -1,0 +1,357 @@
+"""The one sender: a call's request out through httpx's transport API, its answer into the reader.
+
+Every request the gateway makes goes through here, sync or async, on
+whatever it was given to send on: the SDK's own transports
+(:mod:`.transports`), a transport handed to the requester (a test's mock,
+:class:`~jobmon_gateway.testing.FakeJobmonServer`'s), or a caller's
+``httpx.Client``/``httpx.AsyncClient``. Mocking libraries that patch
+httpx's transports (pytest-httpx, respx) therefore see every request.
+
+What is decided is written once, in the plain functions below; the two
+drivers (:class:`Sender`, :class:`AsyncSender`) only move data, and differ
+in ``await``:
+
+* the request carries its deadline and a trace that tells whether it went
+  on a reused connection;
+* the answer's head is checked and its raw body streamed into the one
+  :class:`~._reader.BodyReader` (size limit, decompression), the deadline
+  checked after every piece;
+* a request whose reused connection failed before any answer was resent
+  once, at once and uncounted (the server never answered it: uvicorn
+  resets a kept-alive connection after every 500), if it is repeat-safe;
+* every failure becomes exactly one GatewayError (:func:`._answers.error_from`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from ._answers import Answer, Attempt, error_from
+from ._http11 import PartialAnswer
+from ._reader import BodyReader, Deadline, Fault, check_head
+from ._watchdog import watch
+from .errors import GatewayError, InvalidRequestError
+
+__all__ = ["AsyncSender", "Hooks", "Outgoing", "Sender"]
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One call's request, built once and resent as is on every retry."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes | None
+    repeat_safe: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Hooks:
+    """A requester's event hooks: called with every request sent and every answer's head."""
+
+    request: Sequence[Callable[[httpx.Request], Any]] = ()
+    response: Sequence[Callable[[httpx.Response], Any]] = ()
+
+
+_STALE = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
+class _Trace:
+    """httpcore's trace extension: whether the request went on a newly made connection."""
+
+    __slots__ = ("connected", "events")
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.connected = False
+
+    def __call__(self, name: str, info: Mapping[str, Any]) -> None:
+        self.events += 1
+        if name.startswith("connection.connect_tcp"):
+            self.connected = True
+
+    async def in_async(self, name: str, info: Mapping[str, Any]) -> None:
+        self(name, info)
+
+    @property
+    def reused(self) -> bool:
+        # No events at all: a mock transport, which has no connections.
+        return self.events > 0 and not self.connected
+
+
+def _request(
+    client: httpx.Client | httpx.AsyncClient | None,
+    out: Outgoing,
+    deadline: Deadline,
+    trace: Callable[..., Any],
+) -> httpx.Request:
+    left = deadline.remaining()
+    extensions = {
+        # httpx's own timeouts for any transport; the SDK's pools read the deadline.
+        "timeout": {"connect": left, "read": left, "write": left, "pool": left},
+        "trace": trace,
+        "jobmon_gateway.deadline": deadline.at,
+    }
+    if client is None:
+        return httpx.Request(
+            out.method, out.url, headers=out.headers, content=out.body, extensions=extensions
+        )
+    # A lent client builds it: its own headers, auth and cookies apply.
+    request = client.build_request(out.method, out.url, content=out.body, headers=out.headers)
+    request.extensions.update(extensions)
+    return request
+
+
+def _reader(response: httpx.Response, limit: int) -> tuple[list[tuple[str, str]], BodyReader]:
+    head = response.headers.multi_items()
+    encoding, length = check_head(response.status_code, head)
+    if response.is_stream_consumed:
+        # A mock handed back an answer it had read (and decoded) already.
+        reader = BodyReader(None, limit)
+        reader.feed(response.content)
+        return head, reader
+    return head, BodyReader(encoding, limit, length)
+
+
+def _verdict(
+    exc: Exception,
+    *,
+    trace: _Trace,
+    answered: bool,
+    deadline: Deadline,
+    out: Outgoing,
+    attempt: Attempt,
+    resent: bool,
+) -> GatewayError | None:
+    """The call's error for ``exc``, or ``None``: resend at once, uncounted."""
+    if isinstance(exc, GatewayError):
+        return exc
+    if isinstance(exc, httpx.HTTPStatusError):
+        return None  # never here: drivers turn it into the answer it carries
+    answered = answered or isinstance(exc.__cause__, PartialAnswer)
+    if not isinstance(exc, Fault) and deadline.passed():
+        # Whatever broke last (a socket the watchdog shut), the deadline is why.
+        return error_from(deadline.overdue(), attempt, answered=answered)
+    if isinstance(exc, _STALE) and trace.reused and not answered:
+        if out.repeat_safe and not resent:
+            return None
+        return error_from(exc, attempt, answered=False)
+    return error_from(exc, attempt, answered=answered)
+
+
+def _closed(kind: str) -> InvalidRequestError:
+    # Quietly swapping in a client of our own would drop the caller's
+    # settings (auth, proxies, limits); httpx would raise a bare
+    # RuntimeError. Say what happened instead.
+    return InvalidRequestError(
+        f"the {kind} given to set_session() has been closed; hand in an open one"
+    )
+
+
+def _leftover(response: httpx.Response) -> Any:
+    """httpcore's connection of a lent client's ``response`` if bytes past its end sit in it.
+
+    httpcore would reuse it and read those bytes as the next call's answer
+    (a smuggled response); the caller closes it instead. The SDK's own pool
+    refuses such a connection itself; for a lent client this looks inside
+    httpcore, defensively: with another transport there is nothing to find.
+    """
+    stream: Any = response.stream
+    for _ in range(6):
+        state = getattr(stream, "_h11_state", None)
+        if state is not None:
+            trailing = getattr(state, "trailing_data", (b"", False))
+            return stream if trailing[0] else None
+        stream = next(
+            (
+                getattr(stream, name)
+                for name in ("_stream", "_httpcore_stream", "_connection")
+                if getattr(stream, name, None) is not None
+            ),
+            None,
+        )
+        if stream is None:
+            return None
+    return None
+
+
+class Sender:
+    """Sends calls on a sync transport or a lent ``httpx.Client``."""
+
+    def __init__(
+        self,
+        via: httpx.BaseTransport | httpx.Client,
+        limit: int,
+        hooks: Hooks,
+        *,
+        bounded: bool,
+        owned: bool,
+    ) -> None:
+        self.via = via
+        self._client = via if isinstance(via, httpx.Client) else None
+        self._limit = limit
+        self._hooks = hooks
+        # A transport that keeps the deadline itself needs no watchdog.
+        self._bounded = bounded
+        self.owned = owned
+
+    def send(self, out: Outgoing, deadline: Deadline, attempt: Attempt) -> Answer:
+        """Send ``out`` and return the complete answer; raises only GatewayErrors."""
+        client = self._client
+        if client is not None and client.is_closed:
+            raise _closed("httpx.Client")
+        resent = False
+        while True:
+            trace = _Trace()
+            answered = False
+            try:
+                with contextlib.nullcontext() if self._bounded else watch(deadline.at):
+                    request = _request(client, out, deadline, trace)
+                    for hook in self._hooks.request:
+                        hook(request)
+                    if client is not None:
+                        response = client.send(request, stream=True)
+                    else:
+                        response = self.via.handle_request(request)  # type: ignore[union-attr]
+                    answered = True
+                    try:
+                        for seen in self._hooks.response:
+                            seen(response)
+                        head, reader = _reader(response, self._limit)
+                        if not response.is_stream_consumed:
+                            for chunk in response.iter_raw():
+                                reader.feed(chunk)
+                                deadline.check()
+                        body = reader.finish()
+                    finally:
+                        leftover = _leftover(response) if client is not None else None
+                        response.close()
+                        if leftover is not None:
+                            leftover.close()
+            except httpx.HTTPStatusError as exc:
+                # The lent client raises on error statuses itself (a hook): keep the status.
+                return Answer.of(exc.response.status_code, exc.response.headers.multi_items(), b"")
+            except Exception as exc:
+                verdict = _verdict(
+                    exc,
+                    trace=trace,
+                    answered=answered,
+                    deadline=deadline,
+                    out=out,
+                    attempt=attempt,
+                    resent=resent,
+                )
+                if verdict is None:
+                    resent = True
+                    continue
+                raise verdict from exc
+            return Answer.of(response.status_code, head, body)
+
+    def close(self) -> None:
+        """Close the transport if the SDK made it; a lent client stays open."""
+        if self.owned and not isinstance(self.via, httpx.Client):
+            self.via.close()
+
+
+class AsyncSender:
+    """Sends calls on an async transport or a lent ``httpx.AsyncClient``."""
+
+    def __init__(
+        self,
+        via: httpx.AsyncBaseTransport | httpx.AsyncClient,
+        limit: int,
+        hooks: Hooks,
+        *,
+        bounded: bool,
+        owned: bool,
+    ) -> None:
+        self.via = via
+        self._client = via if isinstance(via, httpx.AsyncClient) else None
+        self._limit = limit
+        self._hooks = hooks
+        self._bounded = bounded
+        self.owned = owned
+
+    async def send(self, out: Outgoing, deadline: Deadline, attempt: Attempt) -> Answer:
+        """Send ``out`` and return the complete answer; raises only GatewayErrors."""
+        client = self._client
+        if client is not None and client.is_closed:
+            raise _closed("httpx.AsyncClient")
+        resent = False
+        while True:
+            trace = _Trace()
+            state = {"answered": False}
+            try:
+                if self._bounded:
+                    return await self._roundtrip(client, out, deadline, trace, state)
+                # Not the SDK's own pool: bound the whole exchange here.
+                return await asyncio.wait_for(
+                    self._roundtrip(client, out, deadline, trace, state), deadline.remaining()
+                )
+            except httpx.HTTPStatusError as exc:
+                return Answer.of(exc.response.status_code, exc.response.headers.multi_items(), b"")
+            except asyncio.TimeoutError:
+                raise error_from(deadline.overdue(), attempt, answered=True) from None
+            except Exception as exc:
+                verdict = _verdict(
+                    exc,
+                    trace=trace,
+                    answered=state["answered"],
+                    deadline=deadline,
+                    out=out,
+                    attempt=attempt,
+                    resent=resent,
+                )
+                if verdict is None:
+                    resent = True
+                    continue
+                raise verdict from exc
+
+    async def _roundtrip(
+        self,
+        client: httpx.AsyncClient | None,
+        out: Outgoing,
+        deadline: Deadline,
+        trace: _Trace,
+        state: dict[str, bool],
+    ) -> Answer:
+        request = _request(client, out, deadline, trace.in_async)
+        for hook in self._hooks.request:
+            await _maybe_await(hook(request))
+        if client is not None:
+            response = await client.send(request, stream=True)
+        else:
+            response = await self.via.handle_async_request(request)  # type: ignore[union-attr]
+        state["answered"] = True
+        try:
+            for seen in self._hooks.response:
+                await _maybe_await(seen(response))
+            head, reader = _reader(response, self._limit)
+            if not response.is_stream_consumed:
+                async for chunk in response.aiter_raw():
+                    reader.feed(chunk)
+                    deadline.check()
+            body = reader.finish()
+        finally:
+            leftover = _leftover(response) if client is not None else None
+            await response.aclose()
+            if leftover is not None:
+                await leftover.aclose()
+        return Answer.of(response.status_code, head, body)
+
+    async def aclose(self) -> None:
+        """Close the transport if the SDK made it; a lent client stays open."""
+        if self.owned and not isinstance(self.via, httpx.AsyncClient):
+            await self.via.aclose()
+
+
+async def _maybe_await(result: Any) -> None:
+    if asyncio.iscoroutine(result):
+        await result
