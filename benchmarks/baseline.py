@@ -3,7 +3,8 @@
 Written the way the reference Jobmon client talks to the server, minus its retry decorator
 (so the baseline is, if anything, a little faster than the real thing):
 
-* async calls share one pooled ``aiohttp.ClientSession``;
+* async calls share one pooled ``aiohttp.ClientSession`` (aiohttp is imported on first async
+  use: the sync calls need only ``requests``);
 * sync calls use ``requests.request(...)`` without a session: a new connection every call;
 * every request has ``Content-Type: application/json`` and ``client_jobmon_version``; GET sends
   its message as query parameters, other methods as a JSON body;
@@ -15,10 +16,12 @@ Written the way the reference Jobmon client talks to the server, minus its retry
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import requests
+
+if TYPE_CHECKING:
+    import aiohttp
 
 # The reference client sends its own version. "3.4.0" mimics an older reference client: the
 # server sends downstream ids as JSON lists only to clients above 3.4.23, so this baseline gets
@@ -55,6 +58,7 @@ class BaselineClient:
         self.client_version = client_version
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
+        self._client_timeout: type[aiohttp.ClientTimeout] | None = None
 
     # ---- sync: requests.request without a session (one new TCP connection per call) ----
 
@@ -105,6 +109,9 @@ class BaselineClient:
 
     async def __aenter__(self) -> BaselineClient:
         if self._session is None:
+            import aiohttp
+
+            self._client_timeout = aiohttp.ClientTimeout
             self._session = aiohttp.ClientSession()
         return self
 
@@ -114,7 +121,7 @@ class BaselineClient:
             self._session = None
 
     async def request_async(self, method: str, route: str, message: Message | None = None) -> Any:
-        if self._session is None:
+        if self._session is None or self._client_timeout is None:
             raise RuntimeError("use 'async with BaselineClient(...)' for async calls")
         params, body = _split(method, self.client_version, message)
         async with self._session.request(
@@ -123,7 +130,7 @@ class BaselineClient:
             params=params,
             json=body,
             headers=JSON_HEADERS,
-            timeout=aiohttp.ClientTimeout(total=self.timeout),
+            timeout=self._client_timeout(total=self.timeout),
         ) as response:
             raw = await response.read()
             if response.status != 200:

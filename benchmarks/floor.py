@@ -4,7 +4,8 @@
 
 * sync: one kept-alive ``http.client.HTTPConnection`` (the standard library; no pool, no
   deadline per read, no size limit), ``json.loads`` of the answer;
-* async: one ``aiohttp.ClientSession`` with its defaults (aiohttp decompresses), ``json.loads``;
+* async: one ``aiohttp.ClientSession`` with its defaults (aiohttp decompresses), ``json.loads``
+  (only the async side needs aiohttp, imported on first use: see ``have_aiohttp()``);
 * the big answers: that session, and msgspec's typed decoders (``msgspec_models.py``),
   which check what the SDK's models check. Without msgspec ``typed`` is ``None`` and the big
   answers have no floor (``run.py`` says so).
@@ -17,17 +18,28 @@ body. ``run.py``'s request-parity check compares them on the wire.
 from __future__ import annotations
 
 import http.client
+import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
-
-import aiohttp
 
 from jobmon_gateway import CLIENT_JOBMON_VERSION, __version__
 
-__all__ = ["Floor", "TypedDecoders", "typed_decoders"]
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = ["Floor", "SdkRequests", "TypedDecoders", "have_aiohttp", "typed_decoders"]
+
+
+def have_aiohttp() -> bool:
+    """Whether aiohttp imports: the async floor and the async baseline need it, nothing else."""
+    try:
+        importlib.import_module("aiohttp")
+    except ImportError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -57,11 +69,10 @@ def typed_decoders() -> TypedDecoders | None:
     )
 
 
-class Floor:
-    """Bare ``http.client`` (sync) and ``aiohttp`` (async) clients sending the SDK's requests.
+class SdkRequests:
+    """The SDK's requests (targets, headers, bodies), built the way ``Requester`` builds them.
 
-    ``url`` is the service URL (scheme, host, port); ``prefix`` the route prefix. The async
-    methods need ``async with Floor(...) as floor:`` (the session belongs to one loop).
+    ``url`` is the service URL (scheme, host, port); ``prefix`` the route prefix.
     """
 
     def __init__(
@@ -70,7 +81,6 @@ class Floor:
         prefix: str,
         workflow_run_id: int,
         *,
-        typed: TypedDecoders | None = None,
         client_version: str = CLIENT_JOBMON_VERSION,
     ) -> None:
         parts = urlsplit(url)
@@ -79,13 +89,8 @@ class Floor:
         self.base_url = url.rstrip("/") + prefix
         self.prefix = prefix
         self.workflow_run_id = workflow_run_id
-        self.typed = typed
         self.version_query = urlencode({"client_jobmon_version": client_version})
-        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=20.0)
-        self.session: aiohttp.ClientSession | None = None
         self._headers: dict[int, dict[str, str]] = {}
-
-    # ---- the request, as the SDK builds it
 
     def headers(self, workflow_id: int) -> dict[str, str]:
         found = self._headers.get(workflow_id)
@@ -108,6 +113,29 @@ class Floor:
     @staticmethod
     def body(message: dict[str, Any]) -> bytes:
         return json.dumps(message, separators=(",", ":")).encode()
+
+
+class Floor(SdkRequests):
+    """Bare ``http.client`` (sync) and ``aiohttp`` (async) clients sending the SDK's requests.
+
+    ``url`` is the service URL (scheme, host, port); ``prefix`` the route prefix. The async
+    methods need ``async with Floor(...) as floor:`` (the session belongs to one loop) and
+    aiohttp; the sync ones need only the standard library.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        workflow_run_id: int,
+        *,
+        typed: TypedDecoders | None = None,
+        client_version: str = CLIENT_JOBMON_VERSION,
+    ) -> None:
+        super().__init__(url, prefix, workflow_run_id, client_version=client_version)
+        self.typed = typed
+        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=20.0)
+        self.session: aiohttp.ClientSession | None = None
 
     # ---- sync: one kept-alive http.client connection
 
@@ -132,6 +160,8 @@ class Floor:
 
     async def __aenter__(self) -> Floor:
         if self.session is None:
+            import aiohttp
+
             self.session = aiohttp.ClientSession()
         return self
 

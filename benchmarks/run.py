@@ -4,7 +4,7 @@
                                        [--json OUT] [--strict]
 
 Starts the canned loopback server (``server.py``), checks every answer once per side, then runs
-each case for the three sides in interleaved rounds and prints one table:
+each case for the four sides in interleaved rounds and prints one table:
 
 * ``ours``: ``ServerGateway(Requester(url, route_prefix="/api/v3"), wf, wfr)`` methods, with
   whatever transport the SDK uses by default (validated pydantic models, retry course on);
@@ -15,11 +15,19 @@ each case for the three sides in interleaved rounds and prints one table:
   on the bare libraries: one kept-alive ``http.client.HTTPConnection`` for sync, one
   ``aiohttp.ClientSession`` for async, ``json.loads`` for the small answers and msgspec's
   typed decoders (``msgspec_models.py``, the same checks as the SDK's models) for the big
-  ones. Without msgspec the big answers have no floor, and the run says so.
+  ones. Without msgspec the big answers have no floor, and the run says so;
+* ``stock httpx``: ``StockHttpx`` (``stock.py``), the SDK's own requests on a kept-alive
+  ``httpx.Client`` (sync) or ``httpx.AsyncClient`` (async) with httpx's defaults, one per
+  case, ``json.loads`` for every answer (no validation). Without ``sniffio`` httpcore's async
+  pool is slow (it retries ``import sniffio`` on every request), and the run says so.
+
+The baseline's and the floor's async sides need aiohttp; without it they are skipped (with a
+note), and so are the memory rows of those two sides. Their sync sides do not need it.
 
 Every timed batch starts with ``gc.collect()``; within a round the sides run in A B C order,
 then C B A, and so on, so drift hits all sides alike. The table shows the median time per
-call (µs) or per operation (ms), ours/baseline and ours/floor with their goals, and PASS/MISS.
+call (µs) or per operation (ms), ours/baseline, ours/floor and ours/stock httpx with their
+goals, and PASS/MISS.
 Peak memory of the large snapshot is measured in a fresh subprocess per side and round: the
 peak resident set (``VmHWM``, reset just before the call through ``/proc/self/clear_refs``)
 minus the resident set just before the call, so Rust allocations (pydantic-core) count too.
@@ -50,8 +58,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from baseline import BaselineClient
-from floor import Floor, TypedDecoders, typed_decoders
+from floor import Floor, TypedDecoders, have_aiohttp, typed_decoders
 from server import ServerHandle, start_server
+from stock import StockHttpx, have_sniffio
 
 from jobmon_gateway import Requester, ServerGateway
 
@@ -59,11 +68,22 @@ PREFIX = "/api/v3"
 RUN_ID = 1  # heartbeats go to workflow run 1 (999 is the server's "missing" run)
 STATUS = "R"
 REPORT_INCREMENT = 30.0
-OURS, BASE, FLOOR = "ours", "baseline", "floor"
-SIDES = (OURS, BASE, FLOOR)
+OURS, BASE, FLOOR, STOCK = "ours", "baseline", "floor", "stock"
+SIDES = (OURS, BASE, FLOOR, STOCK)
+LABEL = {OURS: "ours", BASE: "baseline", FLOOR: "floor", STOCK: "stock httpx"}
 CONCURRENCY = 50
 US, MS = "us/call", "ms/op"
 NO_MSGSPEC = "msgspec is not installed: no floor for the big answers (pip install msgspec)"
+NO_AIOHTTP = (
+    "aiohttp is not installed: the baseline's and the floor's async sides (and their memory"
+    " rows) are skipped; their sync heartbeats still run (pip install aiohttp)"
+)
+NO_SNIFFIO = (
+    "sniffio is not installed: httpcore retries the failing 'import sniffio' on every async"
+    " request, so the stock httpx async column is slower than stock httpx with sniffio"
+    " (pip install sniffio)"
+)
+SKIP_MSGSPEC, SKIP_AIOHTTP = "skip: no msgspec", "skip: no aiohttp"
 
 
 @dataclass(frozen=True)
@@ -107,9 +127,12 @@ class Case:
     repeats: int  # batches per side per round
     goal_base: float | None  # ours / baseline goal (None: no goal)
     goal_floor: float | None  # ours / floor goal (None: no goal)
+    goal_stock: float | None  # ours / stock httpx goal (None: no goal)
     why: str  # what differs between the sides
-    # A side without a batch is not run (the floor of a big answer without msgspec).
+    # A side without a batch is not run (the floor of a big answer without msgspec, the
+    # async baseline and floor without aiohttp); ``missing`` says why (the verdict's text).
     batches: dict[str, Callable[[], object]]
+    missing: dict[str, str] = field(default_factory=dict)
     # Untimed call on the same pool just before each batch: every batch starts on a live
     # connection (an idle one expires after 4-5 s, and each side idles while the others run).
     prime: dict[str, Callable[[], object]] = field(default_factory=dict)
@@ -153,6 +176,8 @@ def machine_info(requester: Requester | None = None) -> dict[str, Any]:
         "jobmon-gateway",
         "h11",
         "httpx",
+        "httpcore",
+        "sniffio",
         "aiohttp",
         "requests",
         "pydantic",
@@ -174,10 +199,24 @@ def machine_info(requester: Requester | None = None) -> dict[str, Any]:
         "packages": packages,
     }
     if requester is not None:
-        # Making an exchange opens nothing: connections and sessions come on first use.
-        info["sdk_sync_exchange"] = type(requester.new_exchange()).__name__
-        info["sdk_async_exchange"] = type(requester.new_async_exchange()).__name__
+        info["sdk_sync_exchange"] = _exchange_name(requester, "new_exchange")
+        info["sdk_async_exchange"] = _exchange_name(requester, "new_async_exchange")
     return info
+
+
+def _exchange_name(requester: Requester, method: str) -> str:
+    """The class the SDK sends with, for the record; ``-`` when the SDK does not say.
+
+    Looked up, not called by name: these are the SDK's own plumbing and may change. Making
+    an exchange opens nothing (connections and sessions come on first use).
+    """
+    make = getattr(requester, method, None)
+    if not callable(make):
+        return "-"
+    try:
+        return type(make()).__name__
+    except Exception as exc:  # an exchange the SDK cannot make here (a missing library)
+        return f"- ({type(exc).__name__})"
 
 
 async def all_tasks_ours(gateway: ServerGateway, chunk_size: int) -> dict[int, Any]:
@@ -249,11 +288,31 @@ class _CaptureHandler(BaseHTTPRequestHandler):
         pass
 
 
-def request_parity(chunk: int) -> list[str]:
-    """Send the same calls through the SDK and the floor to a capture server; list differences.
+@dataclass
+class Parity:
+    """What the request-parity check compared for one side, and what differed."""
 
-    Compared on the wire (method, target, every header, body), so it holds whatever path the
-    SDK takes inside its transport. Empty: the requests are identical.
+    calls: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def line(self, side: str, expected: int) -> str:
+        head = f"request parity, SDK vs {LABEL[side]}: "
+        if self.problems:
+            return head + "DIFFERENT\n  " + "\n  ".join(self.problems)
+        if len(self.calls) < expected:
+            return head + f"identical ({', '.join(self.calls)} only: {NO_AIOHTTP.split(':')[0]})"
+        return head + "identical"
+
+
+PARITY_CALLS = ("sync heartbeat", "async heartbeat", "async get_tasks")
+
+
+def request_parity(chunk: int, aio: bool) -> dict[str, Parity]:
+    """Send the same calls through the SDK and another side to a capture server; compare.
+
+    The floor and stock httpx are each compared with the SDK on the wire (method, target,
+    every header, body), so it holds whatever path the SDK takes inside its transport. Without
+    aiohttp the floor's async calls cannot be made: only its sync heartbeat is compared.
     """
     capture = _CaptureServer()
     thread = threading.Thread(target=capture.serve_forever, daemon=True)
@@ -262,42 +321,63 @@ def request_parity(chunk: int) -> list[str]:
     requester = Requester(url, route_prefix=PREFIX, retries_attempts=1)
     gateway = ServerGateway(requester, 1, RUN_ID)
     floor = Floor(url, PREFIX, RUN_ID)
+    stock = StockHttpx(url, PREFIX, RUN_ID)
     query = {"max_task_id": 0, "chunk_size": chunk}
+    order: list[tuple[str, str]] = []  # (side, call) of each pair of captured requests
 
-    async def calls() -> None:
-        async with floor:
-            await gateway.log_heartbeat(STATUS, REPORT_INCREMENT)
-            await floor.log_heartbeat(STATUS, REPORT_INCREMENT)
-            await gateway.get_tasks(0, chunk)
-            await floor.call("GET", floor.route("/workflow/get_tasks/1", query), 1)
-            await gateway.close()
+    async def async_calls() -> None:
+        if aio:
+            async with floor:
+                await gateway.log_heartbeat(STATUS, REPORT_INCREMENT)
+                await floor.log_heartbeat(STATUS, REPORT_INCREMENT)
+                order.append((FLOOR, PARITY_CALLS[1]))
+                await gateway.get_tasks(0, chunk)
+                await floor.call("GET", floor.route("/workflow/get_tasks/1", query), 1)
+                order.append((FLOOR, PARITY_CALLS[2]))
+        await gateway.log_heartbeat(STATUS, REPORT_INCREMENT)
+        await stock.log_heartbeat(STATUS, REPORT_INCREMENT)
+        order.append((STOCK, PARITY_CALLS[1]))
+        await gateway.get_tasks(0, chunk)
+        await stock.call("GET", stock.route("/workflow/get_tasks/1", query), 1)
+        order.append((STOCK, PARITY_CALLS[2]))
+        await gateway.close()
+        await stock.aclose()
 
     try:
         gateway.log_heartbeat_sync(STATUS, REPORT_INCREMENT)
         floor.log_heartbeat_sync(STATUS, REPORT_INCREMENT)
-        asyncio.run(calls())
+        order.append((FLOOR, PARITY_CALLS[0]))
+        gateway.log_heartbeat_sync(STATUS, REPORT_INCREMENT)
+        stock.log_heartbeat_sync(STATUS, REPORT_INCREMENT)
+        order.append((STOCK, PARITY_CALLS[0]))
+        asyncio.run(async_calls())
     finally:
         gateway.close_sync()
         floor.close_sync()
+        stock.close_sync()
         capture.shutdown()
         capture.server_close()
     seen = capture.seen
-    names = ["sync heartbeat", "async heartbeat", "async get_tasks"]
-    if len(seen) != 2 * len(names):
-        return [f"captured {len(seen)} requests, expected {2 * len(names)}"]
-    problems: list[str] = []
-    for name, ours, mine in zip(names, seen[::2], seen[1::2], strict=True):
-        if ours[:2] != mine[:2]:
-            problems.append(f"{name}: SDK {ours[0]} {ours[1]}, floor {mine[0]} {mine[1]}")
-        for header in sorted(ours[2].keys() | mine[2].keys()):
-            values = {ours[2].get(header), mine[2].get(header)}
+    found = {FLOOR: Parity(), STOCK: Parity()}
+    if len(seen) != 2 * len(order):
+        for parity in found.values():
+            parity.problems.append(f"captured {len(seen)} requests, expected {2 * len(order)}")
+        return found
+    for (side, name), ours, theirs in zip(order, seen[::2], seen[1::2], strict=True):
+        found[side].calls.append(name)
+        problems, other = found[side].problems, LABEL[side]
+        if ours[:2] != theirs[:2]:
+            problems.append(f"{name}: SDK {ours[0]} {ours[1]}, {other} {theirs[0]} {theirs[1]}")
+        for header in sorted(ours[2].keys() | theirs[2].keys()):
+            values = {ours[2].get(header), theirs[2].get(header)}
             if len(values) > 1 and not (header == "connection" and values <= _KEEP_ALIVE):
                 problems.append(
-                    f"{name}: {header}: SDK {ours[2].get(header)!r}, floor {mine[2].get(header)!r}"
+                    f"{name}: {header}: SDK {ours[2].get(header)!r},"
+                    f" {other} {theirs[2].get(header)!r}"
                 )
-        if ours[3] != mine[3]:
-            problems.append(f"{name}: bodies differ: {ours[3][:80]!r} vs {mine[3][:80]!r}")
-    return problems
+        if ours[3] != theirs[3]:
+            problems.append(f"{name}: bodies differ: {ours[3][:80]!r} vs {theirs[3][:80]!r}")
+    return found
 
 
 # --------------------------------------------------------------------------- memory child
@@ -353,7 +433,7 @@ async def memory_child(side: str, url: str, n: int, warm: int) -> dict[str, Any]
             return sum(map(len, answer["tasks_by_status"].values()))
 
         fetch = fetch_base
-    else:
+    elif side == FLOOR:
         floor = Floor(url, PREFIX, RUN_ID, typed=typed_decoders())
         await floor.__aenter__()
         closers.append(floor.__aexit__)
@@ -365,6 +445,17 @@ async def memory_child(side: str, url: str, n: int, warm: int) -> dict[str, Any]
             return sum(map(len, answer.tasks_by_status.values()))
 
         fetch = fetch_floor
+    else:
+        stock = StockHttpx(url, PREFIX, RUN_ID)
+        closers.append(stock.aclose)
+        for _ in range(2):
+            await stock.snapshot(warm)
+
+        async def fetch_stock() -> int:
+            answer = await stock.snapshot(n)
+            return sum(map(len, answer["tasks_by_status"].values()))
+
+        fetch = fetch_stock
     gc.collect()
     reset = _reset_peak()
     before = _proc_status_kb("VmRSS") or 0
@@ -414,11 +505,13 @@ class Bench:
         sizes: Sizes,
         loop: asyncio.AbstractEventLoop,
         typed: TypedDecoders | None,
+        aio: bool,
     ) -> None:
         self.srv = srv
         self.sizes = sizes
         self.loop = loop
         self.typed = typed
+        self.aio = aio  # aiohttp importable: the baseline's and the floor's async sides run
         self.requester = Requester(srv.url, route_prefix=PREFIX)
         self.gw = ServerGateway(self.requester, 1, RUN_ID)
         self.gw_small = ServerGateway(self.requester, sizes.snap_small, RUN_ID)
@@ -426,9 +519,18 @@ class Bench:
         self.gw_tasks = ServerGateway(self.requester, sizes.pages_n, RUN_ID)
         self.base = BaselineClient(srv.base_url)
         self.floor = Floor(srv.url, PREFIX, RUN_ID, typed=typed)
+        # Stock httpx: one client per case, made once (cases() is called more than once).
+        self._stock: dict[str, StockHttpx] = {}
         self.ids = list(range(1, sizes.downstream + 1))
-        loop.run_until_complete(self.base.__aenter__())
-        loop.run_until_complete(self.floor.__aenter__())
+        if aio:
+            loop.run_until_complete(self.base.__aenter__())
+            loop.run_until_complete(self.floor.__aenter__())
+
+    def stock(self, case_key: str) -> StockHttpx:
+        found = self._stock.get(case_key)
+        if found is None:
+            found = self._stock[case_key] = StockHttpx(self.srv.url, PREFIX, RUN_ID)
+        return found
 
     def close(self) -> None:
         run = self.loop.run_until_complete
@@ -437,6 +539,9 @@ class Bench:
         run(self.base.__aexit__())
         run(self.floor.__aexit__())
         self.floor.close_sync()
+        for stock in self._stock.values():
+            stock.close_sync()
+            run(stock.aclose())
 
     # ---- batches: each returns a no-argument callable that runs one batch
 
@@ -461,11 +566,23 @@ class Bench:
         s = self.sizes
         gw, base, floor = self.gw, self.base, self.floor
         repeat, concurrent = self.repeat, self.concurrent
-        typed = self.typed is not None
+        typed, aio = self.typed is not None, self.aio
+        stock_sync = self.stock("heartbeat_sync")
+        stock_hb, stock_conc = self.stock("heartbeat_async"), self.stock("heartbeat_concurrent")
+        stock_small, stock_big = self.stock("snapshot_small"), self.stock("snapshot_big")
+        stock_dn, stock_pages = self.stock("downstream"), self.stock("paging")
 
-        def big(batches: dict[str, Callable[[], object]]) -> dict[str, Callable[[], object]]:
-            # The big answers' floor decodes with msgspec: none without it.
-            return batches if typed else {k: v for k, v in batches.items() if k != FLOOR}
+        def async_sides(
+            batches: dict[str, Callable[[], object]], *, big: bool = False
+        ) -> tuple[dict[str, Callable[[], object]], dict[str, str]]:
+            # Without aiohttp the baseline and the floor have no async side; the big answers'
+            # floor decodes with msgspec: none without it.
+            missing: dict[str, str] = {}
+            if not aio:
+                missing = {BASE: SKIP_AIOHTTP, FLOOR: SKIP_AIOHTTP}
+            elif big and not typed:
+                missing = {FLOOR: SKIP_MSGSPEC}
+            return {k: v for k, v in batches.items() if k not in missing}, missing
 
         def sync_batch(call: Callable[[], object]) -> Callable[[], object]:
             def batch() -> None:
@@ -483,24 +600,43 @@ class Bench:
         def floor_heartbeat() -> Awaitable[object]:
             return floor.log_heartbeat(STATUS, REPORT_INCREMENT)
 
+        def stock_heartbeat(stock: StockHttpx) -> Callable[[], Awaitable[object]]:
+            return lambda: stock.log_heartbeat(STATUS, REPORT_INCREMENT)
+
         def ours_prime(gateway: ServerGateway) -> Callable[[], object]:
             return repeat(1, lambda: gateway.log_heartbeat(STATUS, REPORT_INCREMENT))
 
-        async_prime = {
-            OURS: ours_prime(gw),
-            BASE: repeat(1, base_heartbeat),
-            FLOOR: repeat(1, floor_heartbeat),
-        }
+        def async_prime(
+            stock: StockHttpx, gateway: ServerGateway
+        ) -> dict[str, Callable[[], object]]:
+            return {
+                OURS: ours_prime(gateway),
+                BASE: repeat(1, base_heartbeat),
+                FLOOR: repeat(1, floor_heartbeat),
+                STOCK: repeat(1, stock_heartbeat(stock)),
+            }
+
         small_label, big_label = count_label(s.snap_small), count_label(s.snap_big)
-        typed_why = (
-            "; floor: aiohttp + msgspec typed decoder (the same checks)"
-            if typed
-            else f"; floor: none ({NO_MSGSPEC})"
-        )
+        if not aio:
+            typed_why = f"; baseline, floor: none ({NO_AIOHTTP.split(':')[0]})"
+        elif typed:
+            typed_why = "; floor: aiohttp + msgspec typed decoder (the same checks)"
+        else:
+            typed_why = f"; floor: none ({NO_MSGSPEC})"
+        stock_why = "; stock httpx: its own AsyncClient for this case, json.loads"
 
         def snapshot_case(
-            key: str, label: str, size: int, ops: int, gateway: ServerGateway
+            key: str, label: str, size: int, ops: int, gateway: ServerGateway, stock: StockHttpx
         ) -> Case:
+            batches, missing = async_sides(
+                {
+                    OURS: repeat(ops, gateway.get_task_status_updates),
+                    BASE: repeat(ops, lambda: base.get_task_status_updates_async(size)),
+                    FLOOR: repeat(ops, lambda: floor.snapshot(size)),
+                    STOCK: repeat(ops, lambda: stock.snapshot(size)),
+                },
+                big=True,
+            )
             return Case(
                 key=key,
                 title=f"snapshot {label} (async)",
@@ -509,19 +645,123 @@ class Bench:
                 repeats=s.repeats_heavy,
                 goal_base=1.0,
                 goal_floor=1.3,
+                goal_stock=None,
                 why="ours validates every id, status letter and the time; baseline json.loads"
-                + typed_why,
-                batches=big(
-                    {
-                        OURS: repeat(ops, gateway.get_task_status_updates),
-                        BASE: repeat(ops, lambda: base.get_task_status_updates_async(size)),
-                        FLOOR: repeat(ops, lambda: floor.snapshot(size)),
-                    }
-                ),
-                prime={**async_prime, OURS: ours_prime(gateway)},
+                + typed_why
+                + stock_why,
+                batches=batches,
+                missing=missing,
+                prime=async_prime(stock, gateway),
             )
 
-        pages = s.pages_n // s.chunk + 1
+        def heartbeat_async_case() -> Case:
+            batches, missing = async_sides(
+                {
+                    OURS: repeat(s.hb_async_calls, ours_heartbeat),
+                    BASE: repeat(s.hb_async_calls, base_heartbeat),
+                    FLOOR: repeat(s.hb_async_calls, floor_heartbeat),
+                    STOCK: repeat(s.hb_async_calls, stock_heartbeat(stock_hb)),
+                }
+            )
+            return Case(
+                key="heartbeat_async",
+                title="heartbeat async sequential",
+                unit=US,
+                ops=s.hb_async_calls,
+                repeats=s.repeats_light,
+                goal_base=1.0,
+                goal_floor=1.1,
+                goal_stock=0.5,
+                why="per-request cost of each async stack; floor: one aiohttp session, json.loads;"
+                " stock httpx: one AsyncClient, json.loads",
+                batches=batches,
+                missing=missing,
+                prime=async_prime(stock_hb, gw),
+            )
+
+        def heartbeat_concurrent_case() -> Case:
+            batches, missing = async_sides(
+                {
+                    OURS: concurrent(s.conc_each, ours_heartbeat),
+                    BASE: concurrent(s.conc_each, base_heartbeat),
+                    FLOOR: concurrent(s.conc_each, floor_heartbeat),
+                    STOCK: concurrent(s.conc_each, stock_heartbeat(stock_conc)),
+                }
+            )
+            return Case(
+                key="heartbeat_concurrent",
+                title=f"heartbeat async {CONCURRENCY} concurrent",
+                unit=US,
+                ops=CONCURRENCY * s.conc_each,
+                repeats=s.repeats_light,
+                goal_base=0.8,
+                goal_floor=1.2,
+                goal_stock=0.5,
+                why="pools under load (ours: the Requester's default limits; floor and"
+                " baseline: aiohttp's; stock httpx: httpx's, which keep 20 idle connections)",
+                batches=batches,
+                missing=missing,
+                prime=async_prime(stock_conc, gw),
+            )
+
+        def downstream_case() -> Case:
+            label = count_label(s.downstream)
+            batches, missing = async_sides(
+                {
+                    OURS: repeat(1, lambda: gw.get_downstream_tasks(self.ids, s.downstream)),
+                    BASE: repeat(
+                        1, lambda: base.get_downstream_tasks_async(self.ids, s.downstream)
+                    ),
+                    FLOOR: repeat(1, lambda: floor.downstream(self.ids, s.downstream)),
+                    STOCK: repeat(1, lambda: stock_dn.downstream(self.ids, s.downstream)),
+                },
+                big=True,
+            )
+            return Case(
+                key="downstream",
+                title=f"downstream map {label} (async)",
+                unit=MS,
+                ops=1,
+                repeats=s.repeats_heavy,
+                goal_base=0.3,
+                goal_floor=1.5,
+                goal_stock=None,
+                why="ours, floor and stock httpx announce 3.6.0 (ids as JSON lists); baseline"
+                " 3.4.0 (ids as JSON strings, json.loads per row)" + typed_why + stock_why,
+                batches=batches,
+                missing=missing,
+                prime=async_prime(stock_dn, gw),
+            )
+
+        def paging_case() -> Case:
+            pages = s.pages_n // s.chunk + 1
+            batches, missing = async_sides(
+                {
+                    OURS: repeat(1, lambda: all_tasks_ours(self.gw_tasks, s.chunk)),
+                    BASE: repeat(1, lambda: base.get_tasks_async(s.pages_n, s.chunk)),
+                    FLOOR: repeat(1, lambda: floor.all_tasks(s.pages_n, s.chunk)),
+                    STOCK: repeat(1, lambda: stock_pages.all_tasks(s.pages_n, s.chunk)),
+                },
+                big=True,
+            )
+            return Case(
+                key="paging",
+                title=f"get_tasks paging {count_label(s.pages_n)} by {s.chunk} ({pages} req)",
+                unit=MS,
+                ops=1,
+                repeats=1,
+                goal_base=None,
+                goal_floor=1.3,
+                goal_stock=None,
+                why="ours turns every row into a TaskMetadata (Python-literal fields parsed);"
+                " baseline and stock httpx keep the raw rows"
+                + typed_why
+                + (", literal fields parsed (cached) and copied" if typed and aio else ""),
+                batches=batches,
+                missing=missing,
+                prime=async_prime(stock_pages, self.gw_tasks),
+            )
+
         return [
             Case(
                 key="heartbeat_sync",
@@ -531,97 +771,39 @@ class Bench:
                 repeats=s.repeats_light,
                 goal_base=0.5,
                 goal_floor=1.5,
+                goal_stock=0.5,
                 why="baseline opens a new connection per call (requests, no session);"
-                " floor: one kept-alive http.client connection, json.loads",
+                " floor: one kept-alive http.client connection, json.loads;"
+                " stock httpx: one httpx.Client, json.loads",
                 batches={
                     OURS: sync_batch(lambda: gw.log_heartbeat_sync(STATUS, REPORT_INCREMENT)),
                     BASE: sync_batch(lambda: base.log_heartbeat(RUN_ID)),
                     FLOOR: sync_batch(lambda: floor.log_heartbeat_sync(STATUS, REPORT_INCREMENT)),
+                    STOCK: sync_batch(
+                        lambda: stock_sync.log_heartbeat_sync(STATUS, REPORT_INCREMENT)
+                    ),
                 },
                 prime={
                     OURS: lambda: gw.log_heartbeat_sync(STATUS, REPORT_INCREMENT),
                     FLOOR: lambda: floor.log_heartbeat_sync(STATUS, REPORT_INCREMENT),
+                    STOCK: lambda: stock_sync.log_heartbeat_sync(STATUS, REPORT_INCREMENT),
                 },
             ),
-            Case(
-                key="heartbeat_async",
-                title="heartbeat async sequential",
-                unit=US,
-                ops=s.hb_async_calls,
-                repeats=s.repeats_light,
-                goal_base=1.0,
-                goal_floor=1.1,
-                why="per-request cost of each async stack; floor: one aiohttp session, json.loads",
-                batches={
-                    OURS: repeat(s.hb_async_calls, ours_heartbeat),
-                    BASE: repeat(s.hb_async_calls, base_heartbeat),
-                    FLOOR: repeat(s.hb_async_calls, floor_heartbeat),
-                },
-                prime=async_prime,
-            ),
-            Case(
-                key="heartbeat_concurrent",
-                title=f"heartbeat async {CONCURRENCY} concurrent",
-                unit=US,
-                ops=CONCURRENCY * s.conc_each,
-                repeats=s.repeats_light,
-                goal_base=0.8,
-                goal_floor=1.1,
-                why="pools under load (ours: the Requester's default limits; floor and"
-                " baseline: aiohttp's)",
-                batches={
-                    OURS: concurrent(s.conc_each, ours_heartbeat),
-                    BASE: concurrent(s.conc_each, base_heartbeat),
-                    FLOOR: concurrent(s.conc_each, floor_heartbeat),
-                },
-                prime=async_prime,
+            heartbeat_async_case(),
+            heartbeat_concurrent_case(),
+            snapshot_case(
+                "snapshot_small",
+                small_label,
+                s.snap_small,
+                s.snap_small_ops,
+                self.gw_small,
+                stock_small,
             ),
             snapshot_case(
-                "snapshot_small", small_label, s.snap_small, s.snap_small_ops, self.gw_small
+                "snapshot_big", big_label, s.snap_big, s.snap_big_ops, self.gw_big, stock_big
             ),
-            snapshot_case("snapshot_big", big_label, s.snap_big, s.snap_big_ops, self.gw_big),
-            Case(
-                key="downstream",
-                title=f"downstream map {count_label(s.downstream)} (async)",
-                unit=MS,
-                ops=1,
-                repeats=s.repeats_heavy,
-                goal_base=0.3,
-                goal_floor=1.5,
-                why="ours and floor announce 3.6.0 (ids as JSON lists); baseline 3.4.0"
-                " (ids as JSON strings, json.loads per row)" + typed_why,
-                batches=big(
-                    {
-                        OURS: repeat(1, lambda: gw.get_downstream_tasks(self.ids, s.downstream)),
-                        BASE: repeat(
-                            1, lambda: base.get_downstream_tasks_async(self.ids, s.downstream)
-                        ),
-                        FLOOR: repeat(1, lambda: floor.downstream(self.ids, s.downstream)),
-                    }
-                ),
-                prime=async_prime,
-            ),
-            Case(
-                key="paging",
-                title=f"get_tasks paging {count_label(s.pages_n)} by {s.chunk} ({pages} req)",
-                unit=MS,
-                ops=1,
-                repeats=1,
-                goal_base=None,
-                goal_floor=1.3,
-                why="ours turns every row into a TaskMetadata (Python-literal fields parsed);"
-                " baseline keeps the raw rows"
-                + typed_why
-                + (", literal fields parsed (cached) and copied" if typed else ""),
-                batches=big(
-                    {
-                        OURS: repeat(1, lambda: all_tasks_ours(self.gw_tasks, s.chunk)),
-                        BASE: repeat(1, lambda: base.get_tasks_async(s.pages_n, s.chunk)),
-                        FLOOR: repeat(1, lambda: floor.all_tasks(s.pages_n, s.chunk)),
-                    }
-                ),
-                prime={**async_prime, OURS: ours_prime(self.gw_tasks)},
-            ),
+            downstream_case(),
+            paging_case(),
         ]
 
     # ---- one pass over every case and side, checking the answers (also warms the pools)
@@ -629,29 +811,38 @@ class Bench:
     def check(self) -> None:
         s, run = self.sizes, self.loop.run_until_complete
         gw, base, floor = self.gw, self.base, self.floor
+        typed, aio = self.typed is not None, self.aio
         if str(gw.log_heartbeat_sync(STATUS, REPORT_INCREMENT).status) != STATUS:
             _fail("ours: sync heartbeat")
         if (
             base.log_heartbeat(RUN_ID) != STATUS
             or floor.log_heartbeat_sync(STATUS, REPORT_INCREMENT) != STATUS
+            or self.stock("heartbeat_sync").log_heartbeat_sync(STATUS, REPORT_INCREMENT) != STATUS
         ):
-            _fail("baseline/floor: sync heartbeat")
+            _fail("baseline/floor/stock httpx: sync heartbeat")
         if str(run(gw.log_heartbeat(STATUS, REPORT_INCREMENT)).status) != STATUS:
             _fail("ours: async heartbeat")
-        if (
+        if run(self.stock("heartbeat_async").log_heartbeat(STATUS, REPORT_INCREMENT)) != STATUS:
+            _fail("stock httpx: async heartbeat")
+        if aio and (
             run(base.log_heartbeat_async(RUN_ID)) != STATUS
             or run(floor.log_heartbeat(STATUS, REPORT_INCREMENT)) != STATUS
         ):
             _fail("baseline/floor: async heartbeat")
-        typed = self.typed is not None
-        for n, ours_gw in ((s.snap_small, self.gw_small), (s.snap_big, self.gw_big)):
+        for key, n, ours_gw in (
+            ("snapshot_small", s.snap_small, self.gw_small),
+            ("snapshot_big", s.snap_big, self.gw_big),
+        ):
             got = run(ours_gw.get_task_status_updates())
-            base_got = run(base.get_task_status_updates_async(n))["tasks_by_status"]
+            stock_got = run(self.stock(key).snapshot(n))["tasks_by_status"]
             counts = {
                 OURS: sum(map(len, got.tasks_by_status.values())),
-                BASE: sum(map(len, base_got.values())),
+                STOCK: sum(map(len, stock_got.values())),
             }
-            if typed:
+            if aio:
+                base_got = run(base.get_task_status_updates_async(n))["tasks_by_status"]
+                counts[BASE] = sum(map(len, base_got.values()))
+            if aio and typed:
                 floor_got = run(floor.snapshot(n))
                 counts[FLOOR] = sum(map(len, floor_got.tasks_by_status.values()))
                 if floor_got.time != got.time or floor_got.tasks_by_status != got.tasks_by_status:
@@ -659,21 +850,29 @@ class Bench:
             if set(counts.values()) != {n}:
                 _fail(f"snapshot {n}: ids per side {counts}")
         ours_dn = run(gw.get_downstream_tasks(self.ids, s.downstream)).downstream_tasks
-        base_dn = run(base.get_downstream_tasks_async(self.ids, s.downstream))
-        if not (len(ours_dn) == len(base_dn) == s.downstream):
-            _fail("downstream sizes")
-        if tuple(ours_dn[1]) != (101, [102, 103]) or base_dn[1] != [101, [102, 103]]:
-            _fail(f"downstream row 1: {ours_dn[1]} / {base_dn[1]}")
-        if typed:
+        stock_dn = run(self.stock("downstream").downstream(self.ids, s.downstream))
+        stock_dn = stock_dn["downstream_tasks"]
+        if not (len(ours_dn) == len(stock_dn) == s.downstream):
+            _fail("downstream sizes (ours / stock httpx)")
+        if tuple(ours_dn[1]) != (101, [102, 103]) or stock_dn["1"] != [101, [102, 103]]:
+            _fail(f"downstream row 1: {ours_dn[1]} / {stock_dn['1']}")
+        if aio:
+            base_dn = run(base.get_downstream_tasks_async(self.ids, s.downstream))
+            if len(base_dn) != s.downstream or base_dn[1] != [101, [102, 103]]:
+                _fail(f"baseline downstream: {len(base_dn)} rows, row 1 {base_dn.get(1)}")
+        if aio and typed:
             floor_dn = run(floor.downstream(self.ids, s.downstream))
             if floor_dn != {task: tuple(row) for task, row in ours_dn.items()}:
                 _fail("downstream: floor and ours decode differently")
         pages = s.pages_n // s.chunk + 1
+        stock_pages = self.stock("paging")
         jobs: list[tuple[str, Callable[[], Awaitable[dict[int, Any]]]]] = [
             (OURS, lambda: all_tasks_ours(self.gw_tasks, s.chunk)),
-            (BASE, lambda: base.get_tasks_async(s.pages_n, s.chunk)),
+            (STOCK, lambda: stock_pages.all_tasks(s.pages_n, s.chunk)),
         ]
-        if typed:
+        if aio:
+            jobs.append((BASE, lambda: base.get_tasks_async(s.pages_n, s.chunk)))
+        if aio and typed:
             jobs.append((FLOOR, lambda: floor.all_tasks(s.pages_n, s.chunk)))
         found: dict[str, dict[int, Any]] = {}
         for side, job in jobs:
@@ -682,7 +881,7 @@ class Bench:
             requests = self.srv.stats()["requests"]
             if len(tasks) != s.pages_n or min(tasks) != 1 or requests != pages:
                 _fail(f"{side}: paging got {len(tasks)} tasks in {requests} requests")
-        if typed:
+        if FLOOR in found:
             ours_row, floor_row = found[OURS][1], found[FLOOR][1]
             fields = type(ours_row).model_fields
             if [getattr(ours_row, name) for name in fields] != [
@@ -777,8 +976,15 @@ def _ratio(med: dict[str, float], other: str) -> float | None:
     return med[OURS] / value if value else None
 
 
+RATIOS = ((BASE, "base"), (FLOOR, "floor"), (STOCK, "stock"))  # side, suffix of the keys
+
+
 def summarize(
-    cases: list[Case], memory: list[dict[str, Any]], sizes: Sizes, quick: bool
+    cases: list[Case],
+    memory: list[dict[str, Any]],
+    memory_missing: dict[str, str],
+    sizes: Sizes,
+    quick: bool,
 ) -> tuple[list[dict[str, Any]], list[list[str]]]:
     results: list[dict[str, Any]] = []
     rows: list[list[str]] = []
@@ -794,13 +1000,17 @@ def summarize(
                 "samples": case.samples,
                 "goal_base": case.goal_base,
                 "goal_floor": case.goal_floor,
+                "goal_stock": case.goal_stock,
                 "ratio_base": _ratio(med, BASE),
                 "ratio_floor": _ratio(med, FLOOR),
+                "ratio_stock": _ratio(med, STOCK),
                 "cpu_median": cpu,
                 "cpu_samples": case.cpu,
                 "cpu_ratio_base": _ratio(cpu, BASE),
                 "cpu_ratio_floor": _ratio(cpu, FLOOR),
+                "cpu_ratio_stock": _ratio(cpu, STOCK),
                 "wire": {side: [list(pair) for pair in pairs] for side, pairs in case.wire.items()},
+                "missing": case.missing,
                 "why": case.why,
             }
         )
@@ -819,43 +1029,34 @@ def summarize(
             "samples": mem,
             "goal_base": 1.0,
             "goal_floor": None,
+            "goal_stock": None,
             "ratio_base": _ratio(mem_med, BASE),
             "ratio_floor": _ratio(mem_med, FLOOR),
+            "ratio_stock": _ratio(mem_med, STOCK),
             "children": memory,
+            "missing": memory_missing,
             "why": "fresh process per side and round; VmHWM minus RSS before the call"
             " (growth of the resident set while the answer is read and decoded)",
         }
     )
     for result in results:
         med, samples = result["median"], result["samples"]
-        # Samples of one slot (round, repeat) ran back to back: their ratios show the spread.
-        for other, name in ((BASE, "pairs_base"), (FLOOR, "pairs_floor")):
-            result[name] = [
+        row = [result["title"], result["unit"], *(fmt(med.get(side)) for side in SIDES)]
+        for other, suffix in RATIOS:
+            # Samples of one slot (round, repeat) ran back to back: their ratios show the spread.
+            pairs = result[f"pairs_{suffix}"] = [
                 a / b for a, b in zip(samples[OURS], samples.get(other, []), strict=False) if b
             ]
-        result["verdict_base"] = verdict(result["ratio_base"], result["goal_base"], quick)
-        result["verdict_floor"] = verdict(
-            result["ratio_floor"], result["goal_floor"], quick, missing="skip: no msgspec"
-        )
-        goal_base, goal_floor = result["goal_base"], result["goal_floor"]
-        ratio_base, ratio_floor = result["ratio_base"], result["ratio_floor"]
-        rows.append(
-            [
-                result["title"],
-                result["unit"],
-                fmt(med[OURS]),
-                fmt(med.get(BASE)),
-                fmt(med.get(FLOOR)),
-                "-" if ratio_base is None else f"{ratio_base:.2f}",
-                spread(result["pairs_base"]),
-                "-" if goal_base is None else f"<= {goal_base:g}",
-                result["verdict_base"],
-                "-" if ratio_floor is None else f"{ratio_floor:.2f}",
-                spread(result["pairs_floor"]),
-                "-" if goal_floor is None else f"<= {goal_floor:g}",
-                result["verdict_floor"],
+            ratio, goal = result[f"ratio_{suffix}"], result[f"goal_{suffix}"]
+            missing = result["missing"].get(other, "-")
+            result[f"verdict_{suffix}"] = found = verdict(ratio, goal, quick, missing=missing)
+            row += [
+                "-" if ratio is None else f"{ratio:.2f}",
+                spread(pairs),
+                "-" if goal is None else f"<= {goal:g}",
+                found,
             ]
-        )
+        rows.append(row)
     return results, rows
 
 
@@ -865,14 +1066,12 @@ def cpu_rows(results: list[dict[str, Any]]) -> list[list[str]]:
         cpu = result.get("cpu_median")
         if cpu is None:
             continue
-        ratios = (result["cpu_ratio_base"], result["cpu_ratio_floor"])
+        ratios = [result[f"cpu_ratio_{suffix}"] for _, suffix in RATIOS]
         rows.append(
             [
                 result["title"],
                 result["unit"],
-                fmt(cpu[OURS]),
-                fmt(cpu.get(BASE)),
-                fmt(cpu.get(FLOOR)),
+                *(fmt(cpu.get(side)) for side in SIDES),
                 *("-" if ratio is None else f"{ratio:.2f}" for ratio in ratios),
             ]
         )
@@ -896,11 +1095,14 @@ def wire_rows(cases: list[Case], sizes: Sizes, quick: bool) -> tuple[list[list[s
             note = ("equal " if paging_ok else "UNEQUAL ") + f"(expected {expected})"
             if not quick:
                 note += " PASS" if paging_ok else " MISS"
+        old = (OURS, BASE, FLOOR)
+        stock = per_op.get(STOCK)
         rows.append(
             [
                 case.title,
-                " / ".join(f"{per_op[side][0]:g}" if side in per_op else "-" for side in SIDES),
-                " / ".join(f"{per_op[side][1]:.3g}" if side in per_op else "-" for side in SIDES),
+                " / ".join(f"{per_op[side][0]:g}" if side in per_op else "-" for side in old),
+                " / ".join(f"{per_op[side][1]:.3g}" if side in per_op else "-" for side in old),
+                "-" if stock is None else f"{stock[0]:g} / {stock[1]:.3g}",
                 note,
             ]
         )
@@ -935,7 +1137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     began = time.perf_counter()
-    parity = request_parity(Sizes.full().chunk)
+    aio, sniffio = have_aiohttp(), have_sniffio()
+    parity = request_parity(Sizes.full().chunk, aio)
     sizes = Sizes.quick() if args.quick else Sizes.full()
     rounds = args.rounds if args.rounds is not None else (1 if args.quick else 3)
     if rounds < 1:
@@ -956,9 +1159,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"mode: {'quick' if args.quick else 'full'}, rounds {rounds}, placement {args.placement}",
         flush=True,
     )
-    if typed is None:
-        print(f"note: {NO_MSGSPEC}", flush=True)
-    memory_sides = SIDES if typed is not None else (OURS, BASE)
+    notes = [
+        note
+        for note, shown in (
+            (NO_MSGSPEC, typed is None),
+            (NO_AIOHTTP, not aio),
+            (NO_SNIFFIO, not sniffio),
+        )
+        if shown
+    ]
+    for note in notes:
+        print(f"note: {note}", flush=True)
+    memory_missing: dict[str, str] = {}
+    if not aio:
+        memory_missing = {BASE: SKIP_AIOHTTP, FLOOR: SKIP_AIOHTTP}
+    elif typed is None:
+        memory_missing = {FLOOR: SKIP_MSGSPEC}
+    memory_sides = tuple(side for side in SIDES if side not in memory_missing)
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -969,7 +1186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         downstream=(sizes.downstream,),
         pages=((sizes.pages_n, sizes.chunk),),
     ) as srv:
-        bench = Bench(srv, sizes, loop, typed)
+        bench = Bench(srv, sizes, loop, typed, aio)
         try:
             bench.check()
             cases = bench.cases()
@@ -978,33 +1195,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench.close()
     loop.close()
 
-    results, rows = summarize(cases, memory, sizes, args.quick)
+    results, rows = summarize(cases, memory, memory_missing, sizes, args.quick)
     print()
-    print(
-        "request parity, SDK vs floor: "
-        + ("identical" if not parity else "DIFFERENT\n  " + "\n  ".join(parity))
-    )
+    for side in (FLOOR, STOCK):
+        print(parity[side].line(side, len(PARITY_CALLS)))
     print()
-    headers = [
-        "case",
-        "unit",
-        OURS,
-        BASE,
-        FLOOR,
-        "ours/base",
-        "pairs",
-        "goal",
-        "verdict",
-        "ours/floor",
-        "pairs",
-        "goal",
-        "verdict",
-    ]
+    headers = ["case", "unit", *(LABEL[side] for side in SIDES)]
+    for other, _ in RATIOS:
+        ratio = "ours/base" if other == BASE else f"ours/{LABEL[other]}"
+        headers += [ratio, "pairs", "goal", "verdict"]
     print(table(headers, rows, right_from=2))
     print()
+    ratio_headers = ["ours/base", *(f"ours/{LABEL[side]}" for side in (FLOOR, STOCK))]
     print(
         table(
-            ["client CPU per op", "unit", OURS, BASE, FLOOR, "ours/base", "ours/floor"],
+            ["client CPU per op", "unit", *(LABEL[side] for side in SIDES), *ratio_headers],
             cpu_rows(results),
             right_from=2,
         )
@@ -1017,6 +1222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "wire per op",
                 "requests (ours / base / floor)",
                 "new connections (ours / base / floor)",
+                "stock httpx (requests / new conns)",
                 "paging",
             ],
             wire,
@@ -1027,8 +1233,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("what differs:")
     for result in results:
         print(f"  {result['title']}: {result['why']}")
-    if typed is None:
-        print(f"\nnote: {NO_MSGSPEC}")
+    if notes:
+        print()
+    for note in notes:
+        print(f"note: {note}")
     total = time.perf_counter() - began
     print(
         f"\nunits: us/call and ms/op are medians over {rounds} round(s); a ratio is ours' median"
@@ -1039,7 +1247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     missed = [
         r["title"]
         for r in results
-        if r["verdict_base"].startswith("MISS") or r["verdict_floor"].startswith("MISS")
+        if any(r[f"verdict_{suffix}"].startswith("MISS") for _, suffix in RATIOS)
     ]
     if args.json:
         report = {
@@ -1048,7 +1256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "rounds": rounds,
             "placement": args.placement,
             "sizes": sizes.__dict__,
-            "parity": parity,
+            "parity": {LABEL[side]: found.__dict__ for side, found in parity.items()},
+            "aiohttp": aio,
+            "sniffio": sniffio,
             "typed_floor": None if typed is None else f"msgspec {typed.version}",
             "cases": results,
             "paging_requests_equal": paging_ok,

@@ -507,13 +507,13 @@ def test_threads_share_one_sync_connection_pool_and_close_sync_closes_it() -> No
         req = requester(srv.url, request_timeout=2)
         gateway = ServerGateway(req, 1, 1)
         made: list[Any] = []
-        original = req.new_exchange
+        original = req.new_transport
 
         def counting() -> Any:
             made.append(original())
             return made[-1]
 
-        object.__setattr__(req, "new_exchange", counting)
+        object.__setattr__(req, "new_transport", counting)
         start = threading.Barrier(8)
         answers: list[Any] = []
 
@@ -685,15 +685,19 @@ def test_absurd_caller_input_gets_the_sdks_error_before_anything_is_sent(build: 
     assert info.value.attempts == 0
 
 
-def test_a_lent_aiohttp_session_that_raises_on_errors_keeps_the_status() -> None:
-    import aiohttp
+def test_a_lent_async_client_that_raises_on_errors_keeps_the_status() -> None:
+    import httpx
 
     def not_found(conn: HostileConnection) -> None:
         while conn.read_request() is not None:
             conn.send(http_response(b'{"error": "no such run"}', status=404))
 
+    async def raise_for_status(response: httpx.Response) -> None:
+        response.raise_for_status()
+
     async def run() -> GatewayError:
-        async with aiohttp.ClientSession(raise_for_status=True) as mine:
+        hooks = {"response": [raise_for_status]}
+        async with httpx.AsyncClient(event_hooks=hooks) as mine:
             gateway = ServerGateway(requester(srv.url, retries_attempts=3), 1, 1)
             gateway.set_session(mine)
             try:
@@ -706,7 +710,19 @@ def test_a_lent_aiohttp_session_that_raises_on_errors_keeps_the_status() -> None
         error = asyncio.run(run())
     assert error.status == 404
     assert error.attempts == 1
-    assert error.server_message == "no such run"
+
+
+def test_an_aiohttp_session_is_refused_by_set_session() -> None:
+    aiohttp = pytest.importorskip("aiohttp")
+    from jobmon_gateway import InvalidRequestError
+
+    async def lend() -> None:
+        async with aiohttp.ClientSession() as session:
+            gateway = ServerGateway(requester("http://127.0.0.1:9"), 1, 1)
+            with pytest.raises(InvalidRequestError, match=r"httpx\.AsyncClient"):
+                gateway.set_session(session)  # type: ignore[arg-type]
+
+    asyncio.run(lend())
 
 
 def test_a_closed_client_made_by_the_requester_is_refused() -> None:

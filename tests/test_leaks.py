@@ -195,22 +195,22 @@ class BoomError(Exception):
 
 
 def spy_on_clients(requester: Requester, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Record every exchange (the connections of one client) the requester makes for a gateway."""
+    """Record every transport (the connections of one client) the requester makes for a gateway."""
     made: list[Any] = []
-    make_sync, make_async = requester.new_exchange, requester.new_async_exchange
+    make_sync, make_async = requester.new_transport, requester.new_async_transport
 
-    def new_exchange() -> Any:
-        exchange = make_sync()
-        made.append(exchange)
-        return exchange
+    def new_transport() -> Any:
+        transport = make_sync()
+        made.append(transport)
+        return transport
 
-    def new_async_exchange() -> Any:
-        exchange = make_async()
-        made.append(exchange)
-        return exchange
+    def new_async_transport() -> Any:
+        transport = make_async()
+        made.append(transport)
+        return transport
 
-    monkeypatch.setattr(requester, "new_exchange", new_exchange)
-    monkeypatch.setattr(requester, "new_async_exchange", new_async_exchange)
+    monkeypatch.setattr(requester, "new_transport", new_transport)
+    monkeypatch.setattr(requester, "new_async_transport", new_async_transport)
     return made
 
 

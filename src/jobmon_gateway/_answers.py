@@ -233,6 +233,10 @@ def error_from(
         )
     if isinstance(exc, RecursionError | OverflowError | UnicodeError | ValueError):
         return TransportError(f"the answer could not be read ({name})", **where)
+    if not isinstance(exc, httpx.TransportError | OSError):
+        # Not the network's doing: a transport's or a hook's own failure (a
+        # mock's "nothing matched", a bug). Sending again cannot mend it.
+        return TransportError(f"{name}: {_first_line(exc)}", retryable=False, **where)
     kind = "the connection failed before any answer" if not answered else "the answer broke off"
     return TransportError(f"{kind} ({name}: {_first_line(exc)})", **where)
 

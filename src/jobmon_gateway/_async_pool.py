@@ -245,6 +245,10 @@ class AsyncPool:
             raise
         record.busy += 1
         talk, stream = conn.talk, conn.stream
+        if trace is not None:
+            # As httpcore does on every request: with no connect event before
+            # it, the sender knows the connection was reused.
+            await trace("http11.send_request_headers.started", {"request": request})
         try:
             await stream.write(talk.request(request.method, target, headers, body), deadline)
             while (head := talk.head(deadline)) is None:

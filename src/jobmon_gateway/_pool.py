@@ -135,6 +135,10 @@ class SyncPool:
             self._slots.release()
             raise
         talk = conn.talk
+        if trace is not None:
+            # As httpcore does on every request: with no connect event before
+            # it, the sender knows the connection was reused.
+            trace("http11.send_request_headers.started", {"request": request})
         try:
             data = talk.request(request.method, target, headers, body)
             _send(conn.sock, data, deadline)

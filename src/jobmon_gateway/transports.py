@@ -94,11 +94,14 @@ class TlsSettings:
 
 
 def _pool_options(limits: httpx.Limits | None) -> tuple[int, int, float]:
-    limits = limits if limits is not None else httpx.Limits()
+    if limits is None:
+        # httpx's own defaults for a client.
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
     expiry = limits.keepalive_expiry
+    most = limits.max_connections or 1_000_000
     return (
-        limits.max_connections or 1_000_000,
-        limits.max_keepalive_connections or 0,
+        most,
+        most if limits.max_keepalive_connections is None else limits.max_keepalive_connections,
         # Never longer than the server keeps an idle connection (uvicorn: 5 s).
         KEEPALIVE_EXPIRY if expiry is None else min(KEEPALIVE_EXPIRY, expiry),
     )
@@ -150,6 +153,11 @@ class GatewayTransport(httpx.HTTPTransport):
             keepalive_expiry=expiry,
         )
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return bool(getattr(self._pool, "closed", False))
+
 
 class AsyncGatewayTransport(httpx.AsyncHTTPTransport):
     """An ``httpx.AsyncHTTPTransport`` on the SDK's deadline-bound pool (per event loop).
@@ -181,6 +189,11 @@ class AsyncGatewayTransport(httpx.AsyncHTTPTransport):
             max_keepalive=idle,
             keepalive_expiry=expiry,
         )
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` was called."""
+        return bool(getattr(self._pool, "closed", False))
 
     def close_abandoned(self) -> None:
         """Close, without awaiting, connections of event loops that are not running."""
