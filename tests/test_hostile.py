@@ -720,7 +720,7 @@ def test_an_aiohttp_session_is_refused_by_set_session() -> None:
         async with aiohttp.ClientSession() as session:
             gateway = ServerGateway(requester("http://127.0.0.1:9"), 1, 1)
             with pytest.raises(InvalidRequestError, match=r"httpx\.AsyncClient"):
-                gateway.set_session(session)  # type: ignore[arg-type]
+                gateway.set_session(session)
 
     asyncio.run(lend())
 

@@ -24,6 +24,7 @@ from jobmon_gateway import (
     ServerGateway,
     TransportError,
 )
+from jobmon_gateway._pool import SyncPool
 from jobmon_gateway.testing import FakeJobmonServer
 
 
@@ -37,14 +38,15 @@ def served() -> Iterator[str]:
 def test_httpx_sends_through_the_pool_the_sdk_sets(served: str) -> None:
     transport = GatewayTransport()
     pool = transport._pool
+    assert isinstance(pool, SyncPool)
     seen: list[httpx.Request] = []
     original = pool.handle_request
 
     def spy(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return original(request)  # type: ignore[arg-type, return-value]
+        return original(request)
 
-    pool.handle_request = spy  # type: ignore[method-assign, assignment]
+    pool.handle_request = spy
     with httpx.Client(transport=transport) as client:
         answer = client.get(f"{served}/api/v3/time", params={"client_jobmon_version": "3.6.0"})
     assert answer.status_code == 200

@@ -212,7 +212,7 @@ class Sender:
             trace = _Trace()
             answered = False
             try:
-                with contextlib.nullcontext() if self._bounded else watch(deadline.at):
+                with contextlib.nullcontext() if self._bounded else watch(deadline.at, _SEND):
                     request = _request(client, out, deadline, trace)
                     for hook in self._hooks.request:
                         hook(request)
@@ -355,3 +355,7 @@ class AsyncSender:
 async def _maybe_await(result: Any) -> None:
     if asyncio.iscoroutine(result):
         await result
+
+
+_SEND = Sender.send.__code__
+"""Where a watched sync send starts: the watchdog looks no further up the stack."""

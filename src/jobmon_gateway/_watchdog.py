@@ -21,7 +21,7 @@ import socket
 import sys
 import threading
 import time
-from types import FrameType, TracebackType
+from types import CodeType, FrameType, TracebackType
 
 __all__ = ["watch"]
 
@@ -31,11 +31,13 @@ _STACK_DEPTH = 64
 class Watch:
     """One send being watched; leaving the ``with`` block ends the watch."""
 
-    __slots__ = ("at", "done", "fired", "order", "thread")
+    __slots__ = ("at", "boundary", "done", "fired", "lock", "order", "thread")
 
-    def __init__(self, at: float, order: int) -> None:
+    def __init__(self, at: float, order: int, boundary: CodeType, lock: threading.Lock) -> None:
         self.at = at
         self.order = order
+        self.boundary = boundary
+        self.lock = lock
         self.thread = threading.get_ident()
         self.done = False
         self.fired = False
@@ -52,18 +54,22 @@ class Watch:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.done = True
+        # Under the watchdog's lock: once this returns, the watchdog cannot be
+        # looking at this thread's stack any more (it would be someone else's code).
+        with self.lock:
+            self.done = True
 
 
 class _Watchdog:
     def __init__(self) -> None:
-        self.ready = threading.Condition(threading.Lock())
+        self.lock = threading.Lock()
+        self.ready = threading.Condition(self.lock)
         self.heap: list[Watch] = []
         self.thread: threading.Thread | None = None
         self.order = itertools.count()
 
-    def watch(self, at: float) -> Watch:
-        entry = Watch(at, next(self.order))
+    def watch(self, at: float, boundary: CodeType) -> Watch:
+        entry = Watch(at, next(self.order), boundary, self.lock)
         with self.ready:
             heapq.heappush(self.heap, entry)
             if self.thread is None:
@@ -88,15 +94,17 @@ class _Watchdog:
                     self.ready.wait(wait)
                     continue
                 due = heapq.heappop(self.heap)
-            if not due.done:
-                due.fired = True
-                _shut_blocked_socket(due.thread)
+                if not due.done:
+                    # Still inside the send (its exit waits for this lock).
+                    due.fired = True
+                    _shut_blocked_socket(due.thread, due.boundary)
 
 
-def _shut_blocked_socket(thread: int) -> None:
+def _shut_blocked_socket(thread: int, boundary: CodeType) -> None:
     frame: FrameType | None = sys._current_frames().get(thread)
     for _ in range(_STACK_DEPTH):
-        if frame is None:
+        # Only the frames the send made: never the caller's own sockets.
+        if frame is None or frame.f_code is boundary:
             return
         sock = _socket_in(frame)
         if sock is not None:
@@ -124,9 +132,13 @@ def _socket_in(frame: FrameType) -> socket.socket | None:
 _WATCHDOG = _Watchdog()
 
 
-def watch(deadline: float) -> Watch:
-    """Watch the calling thread's send until ``deadline`` (a ``time.monotonic()`` value)."""
-    return _WATCHDOG.watch(deadline)
+def watch(deadline: float, boundary: CodeType) -> Watch:
+    """Watch the calling thread's send until ``deadline`` (a ``time.monotonic()`` value).
+
+    ``boundary`` is the code of the function that sends: only frames below
+    it on the stack are searched for the socket.
+    """
+    return _WATCHDOG.watch(deadline, boundary)
 
 
 def _after_fork_in_child() -> None:

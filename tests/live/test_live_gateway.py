@@ -559,15 +559,16 @@ async def test_retries_timeout_zero_means_one_attempt(live_server: LiveServer, m
     assert exhausted.value.server_error_type == NO_SUCH_ROW
 
 
-async def test_calls_on_a_borrowed_aiohttp_session(live_server: LiveServer) -> None:
-    # What Jobmon's swarm does: set_session(aiohttp.ClientSession()), never closing it here.
+async def test_the_drop_in_with_a_lent_aiohttp_session(live_server: LiveServer) -> None:
+    # What Jobmon's swarm does: set_session(aiohttp.ClientSession()), never
+    # closing it here. The drop-in keeps it for the swarm and sends on httpx.
+    from jobmon_gateway.jobmon import ServerGateway as DropIn
+
     shared = live_server.shared
     async with aiohttp.ClientSession() as session:
-        gateway = ServerGateway(live_server.requester(), shared.workflow_id, shared.workflow_run_id)
-        # Loosely typed: set_session is annotated for httpx clients until the
-        # aiohttp form lands, and an ignore would outlive that.
-        borrowed: Any = session
-        gateway.set_session(borrowed)
+        gateway = DropIn(live_server.requester(), shared.workflow_id, shared.workflow_run_id)
+        gateway.set_session(session)
+        assert await gateway._ensure_session() is session
         try:
             beat = await gateway.log_heartbeat("R", 30.0)
             chunks = [chunk async for chunk in gateway.iter_tasks(2)]
