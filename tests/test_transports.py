@@ -132,3 +132,35 @@ print("aiohttp" in sys.modules)
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "False"
+
+
+def test_opentelemetrys_httpx_instrumentation_sees_every_call(served: str) -> None:
+    pytest.importorskip("opentelemetry.instrumentation.httpx")
+    # In a process of its own: instrumenting patches httpx's transports for good.
+    script = f"""
+import asyncio
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+spans = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(spans))
+trace.set_tracer_provider(provider)
+HTTPXClientInstrumentor().instrument()
+from jobmon_gateway import Requester, ServerGateway
+requester = Requester({served!r}, route_prefix="/api/v3")
+with ServerGateway(requester, 1, 1) as gateway:
+    gateway.get_server_time_sync()
+async def call():
+    async with ServerGateway(requester, 1, 1) as gateway:
+        await gateway.get_server_time()
+asyncio.run(call())
+print(len(spans.get_finished_spans()))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "2"
+
