@@ -86,6 +86,38 @@ class _Trace:
         return self.events > 0 and not self.connected
 
 
+_URLS: dict[str, httpx.URL] = {}
+_URLS_KEPT = 512
+
+
+def _url(text: str) -> httpx.URL:
+    # httpx checks a URL character by character (~40 µs for a gateway's);
+    # a driver sends the same few URLs again and again (every heartbeat's is
+    # the same), and httpx.URL is immutable: parse each once.
+    url = _URLS.get(text)
+    if url is None:
+        if len(_URLS) >= _URLS_KEPT:
+            _URLS.clear()
+        url = _URLS[text] = httpx.URL(text)
+    return url
+
+
+_HEADERS: dict[int, tuple[Mapping[str, str], httpx.Headers]] = {}
+
+
+def _headers(given: Mapping[str, str]) -> httpx.Headers:
+    # A requester hands the same headers object to every call of a gateway:
+    # encode and check it once (httpx copies a Headers it is given).
+    found = _HEADERS.get(id(given))
+    if found is not None and found[0] is given:  # the object itself, not a reused id
+        return found[1]
+    if len(_HEADERS) >= _URLS_KEPT:
+        _HEADERS.clear()
+    headers = httpx.Headers(given)
+    _HEADERS[id(given)] = (given, headers)
+    return headers
+
+
 def _request(
     client: httpx.Client | httpx.AsyncClient | None,
     out: Outgoing,
@@ -101,10 +133,14 @@ def _request(
     }
     if client is None:
         return httpx.Request(
-            out.method, out.url, headers=out.headers, content=out.body, extensions=extensions
+            out.method,
+            _url(out.url),
+            headers=_headers(out.headers),
+            content=out.body,
+            extensions=extensions,
         )
     # A lent client builds it: its own headers, auth and cookies apply.
-    request = client.build_request(out.method, out.url, content=out.body, headers=out.headers)
+    request = client.build_request(out.method, _url(out.url), content=out.body, headers=out.headers)
     request.extensions.update(extensions)
     return request
 
