@@ -163,4 +163,3 @@ print(len(spans.get_finished_spans()))
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "2"
-

@@ -223,6 +223,14 @@ def error_from(
         )
     if isinstance(exc, httpx.ProxyError):
         return TransportError(f"the proxy failed: {_first_line(exc)}", retryable=False, **where)
+    if isinstance(exc, httpx.LocalProtocolError):
+        # About our own request; the parser's words quote the offending
+        # header value, which may be a credential: never shown.
+        return TransportError(
+            f"{name}: the request has an invalid header or target (value not shown)",
+            retryable=False,
+            **where,
+        )
     if isinstance(exc, _NOT_RETRYABLE):
         # About our own request: a retry would fail the same way.
         return TransportError(f"{name}: {_first_line(exc)}", retryable=False, **where)
@@ -250,7 +258,6 @@ _NOT_SENT = (
 )
 _TIMEOUTS = (httpx.TimeoutException, TimeoutError, socket.timeout, asyncio.TimeoutError)
 _NOT_RETRYABLE = (
-    httpx.LocalProtocolError,
     httpx.UnsupportedProtocol,
     httpx.DecodingError,
     httpx.TooManyRedirects,

@@ -22,8 +22,17 @@ from typing import Any
 
 import httpcore
 
-from ._http11 import Conversation, broken, expired, finished_at
-from ._pool import deadline_of
+from ._http11 import (
+    Conversation,
+    Origin,
+    broken,
+    deadline_of,
+    expired,
+    finished_at,
+    origin_of,
+    outgoing,
+    tunnel_refused,
+)
 from ._routing import Route, Routing
 
 __all__ = ["AsyncPool"]
@@ -130,7 +139,7 @@ def _expire(waiter: asyncio.Future[None]) -> None:
 class _Connection:
     __slots__ = ("generation", "idle_since", "origin", "stream", "talk")
 
-    def __init__(self, stream: _Stream, origin: tuple[bytes, bytes, int], generation: int):
+    def __init__(self, stream: _Stream, origin: Origin, generation: int):
         self.stream = stream
         self.origin = origin
         self.talk = Conversation()
@@ -163,14 +172,22 @@ class _LoopConnections:
                 conn.stream.sock.close()
 
 
-async def _closed_with_loop(record: _LoopConnections) -> AsyncGenerator[None, None]:
+async def _closed_with_loop(
+    pool: weakref.ref[AsyncPool], record: _LoopConnections
+) -> AsyncGenerator[None, None]:
     # Kept suspended for the life of its loop: a loop closes every such
     # generator when it shuts down (asyncio.run does), which closes the
-    # loop's idle connections on the loop they belong to.
+    # loop's idle connections on the loop they belong to, and lets the pool
+    # forget the loop (the generator holds its loop: kept, it would keep
+    # every closed loop alive).
     try:
         yield
     finally:
         record.close_idle()
+        record.guard = None
+        owner = pool()
+        if owner is not None:
+            owner.forget(record)
 
 
 _POOLS: weakref.WeakSet[AsyncPool] = weakref.WeakSet()
@@ -215,18 +232,12 @@ class AsyncPool:
 
     async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
         """Send ``request`` and answer as soon as the head is in; the body streams."""
-        url = request.url
-        origin = (url.scheme, url.host, url.port or (443 if url.scheme == b"https" else 80))
+        origin = origin_of(request.url)
         deadline = deadline_of(request.extensions)
         trace = request.extensions.get("trace")
         route = self._routing.route(*origin)
+        target, headers = outgoing(request.url, list(request.headers), route)
         body = b"".join([part async for part in request.stream])  # type: ignore[union-attr]
-        target = url.target
-        headers = list(request.headers)
-        if route.absolute:
-            target = bytes(url)
-            if route.proxy is not None and route.proxy.authorization is not None:
-                headers.append((b"Proxy-Authorization", route.proxy.authorization))
         record = await self._record()
         slots = record.slots
         if slots.locked():
@@ -245,12 +256,18 @@ class AsyncPool:
             raise
         record.busy += 1
         talk, stream = conn.talk, conn.stream
-        if trace is not None:
-            # As httpcore does on every request: with no connect event before
-            # it, the sender knows the connection was reused.
-            await trace("http11.send_request_headers.started", {"request": request})
         try:
-            await stream.write(talk.request(request.method, target, headers, body), deadline)
+            if trace is not None:
+                # As httpcore does on every request: with no connect event
+                # before it, the sender knows the connection was reused.
+                await trace("http11.send_request_headers.started", {"request": request})
+            data = talk.request(request.method, target, headers, body)
+            try:
+                await stream.write(data, deadline)
+            except httpcore.WriteError:
+                # The server may have answered already and closed: read that
+                # answer, as httpx does (the sync pool's rule).
+                talk.unsent = True
             while (head := talk.head(deadline)) is None:
                 talk.feed(await stream.read(deadline))
         except BaseException as exc:
@@ -281,17 +298,20 @@ class AsyncPool:
                 if guard is not None:
                     # Its job is done; closing it spares the loop a dangling generator.
                     await guard.aclose()
+            elif not loop.is_running():
+                # Stopped (and maybe never run again): close here and now.
+                record.close_idle(sockets_too=True)
             else:
                 # Another thread's loop: its transports are closed on that loop.
                 loop.call_soon_threadsafe(record.close_idle)
 
-    def close_abandoned(self) -> None:
+    def close_abandoned(self, *, only_closed: bool = False) -> None:
         """Close, without awaiting, the connections of loops that are not running."""
         with self._lock:
             records = [
                 (loop, record)
                 for loop, record in self._loops.items()
-                if loop.is_closed() or not loop.is_running()
+                if loop.is_closed() or not (only_closed or loop.is_running())
             ]
             for loop, _ in records:
                 del self._loops[loop]
@@ -313,17 +333,25 @@ class AsyncPool:
         loop = asyncio.get_running_loop()
         record = self._loops.get(loop)
         if record is None:
+            # A new loop: loops closed without shutting down (no
+            # shutdown_asyncgens) are let go here, their sockets closed.
+            self.close_abandoned(only_closed=True)
             record = _LoopConnections(self._max_connections)
-            guard = _closed_with_loop(record)
+            guard = _closed_with_loop(weakref.ref(self), record)
             await guard.__anext__()
             record.guard = guard
             with self._lock:
                 self._loops[loop] = record
         return record
 
-    def _pooled(
-        self, record: _LoopConnections, origin: tuple[bytes, bytes, int]
-    ) -> _Connection | None:
+    def forget(self, record: _LoopConnections) -> None:
+        """Drop ``record`` (its loop is shutting down)."""
+        with self._lock:
+            for loop, kept in list(self._loops.items()):
+                if kept is record:
+                    del self._loops[loop]
+
+    def _pooled(self, record: _LoopConnections, origin: Origin) -> _Connection | None:
         now = time.monotonic()
         idle = record.idle
         for index in range(len(idle) - 1, -1, -1):
@@ -337,7 +365,7 @@ class AsyncPool:
         return None
 
     async def _connect(
-        self, route: Route, origin: tuple[bytes, bytes, int], deadline: float, trace: Any
+        self, route: Route, origin: Origin, deadline: float, trace: Any
     ) -> _Connection:
         if trace is not None:
             await trace("connection.connect_tcp.started", {"host": route.address[0]})
@@ -390,9 +418,14 @@ class AsyncPool:
             if isinstance(exc, OSError):
                 raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
             raise
+        conn = _Connection(stream, origin, self._generation)
         if trace is not None:
-            await trace("connection.connect_tcp.complete", {"return_value": None})
-        return _Connection(stream, origin, self._generation)
+            try:
+                await trace("connection.connect_tcp.complete", {"return_value": None})
+            except BaseException:
+                stream.close()
+                raise
+        return conn
 
     def release(self, record: _LoopConnections, conn: _Connection) -> None:
         """Take back a connection whose answer was read to its end."""
@@ -439,7 +472,17 @@ def _close_by_force(record: _LoopConnections) -> None:
         sock = conn.stream.sock
         if sock is not None:
             sock.close()
-    record.guard = None
+    guard, record.guard = record.guard, None
+    if guard is not None:
+        # Finished here, without the loop: left to the garbage collector, it
+        # would ask its closed loop to finish it, and fail.
+        closing = guard.aclose()
+        try:
+            closing.send(None)
+        except StopIteration:
+            pass
+        finally:
+            closing.close()
 
 
 async def _connected_socket(
@@ -519,6 +562,6 @@ async def _open_tunnel(stream: _Stream, route: Route, deadline: float) -> None:
     while (head := talk.head(deadline)) is None:
         talk.feed(await stream.read(deadline))
     if not 200 <= head.status_code < 300:
-        raise httpcore.ProxyError(f"the proxy refused the tunnel: {head.status_code}")
+        raise tunnel_refused(head.status_code)
     if talk.state.trailing_data[0] or stream.chunks:
         raise httpcore.ProxyError("the proxy sent bytes before the tunnel opened")

@@ -14,27 +14,94 @@ to httpx's own.
 
 from __future__ import annotations
 
+import math
 import re
 import time
-from typing import Final
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
 
 import h11
 import httpcore
+
+if TYPE_CHECKING:
+    from ._routing import Route
 
 __all__ = [
     "HEAD_LIMIT",
     "BrokenAnswer",
     "Conversation",
+    "Origin",
     "PartialAnswer",
+    "authority",
     "broken",
+    "deadline_of",
     "expired",
     "finished_at",
+    "origin_of",
+    "outgoing",
+    "tunnel_refused",
 ]
 
 HEAD_LIMIT: Final = 16384
 """Most bytes of an answer's head (status line and headers)."""
 
+_SEEN_LIMIT = 4 * HEAD_LIMIT  # heads kept for the checks below: 1xx ones and the answer's
 _LISTED_LENGTH = re.compile(rb"\ncontent-length[ \t]*:[^\r\n]*,", re.IGNORECASE)
+
+
+Origin = tuple[bytes, bytes, int]
+
+
+def deadline_of(extensions: Mapping[str, Any]) -> float:
+    """The request's deadline, a ``time.monotonic()`` value.
+
+    The gateway's sender puts its own (``jobmon_gateway.deadline``); for any
+    other request the longest of httpx's finite timeouts bounds the whole
+    request (none: 11 days, the longest any setting may name).
+    """
+    given = extensions.get("jobmon_gateway.deadline")
+    if isinstance(given, int | float) and math.isfinite(given):
+        return float(given)
+    timeouts = extensions.get("timeout")
+    values = [
+        float(value)
+        for value in (timeouts.values() if isinstance(timeouts, Mapping) else ())
+        if isinstance(value, int | float) and math.isfinite(value) and value >= 0
+    ]
+    return time.monotonic() + min(max(values) if values else 1e6, 1e6)
+
+
+def origin_of(url: httpcore.URL) -> Origin:
+    """Scheme, host and port of ``url`` (the port filled in)."""
+    return (url.scheme, url.host, url.port or (443 if url.scheme == b"https" else 80))
+
+
+def authority(host: bytes, port: int) -> bytes:
+    """``host:port``, an IPv6 address in brackets."""
+    return b"[%s]:%d" % (host, port) if b":" in host else b"%s:%d" % (host, port)
+
+
+def outgoing(
+    url: httpcore.URL, headers: list[tuple[bytes, bytes]], route: Route
+) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """The request target and headers on ``route``: absolute-form through an HTTP proxy."""
+    if not route.absolute:
+        return url.target, headers
+    target = b"%s://%s%s" % (url.scheme, authority(url.host, origin_of(url)[2]), url.target)
+    if route.proxy is not None and route.proxy.authorization is not None:
+        headers = [*headers, (b"Proxy-Authorization", route.proxy.authorization)]
+    return target, headers
+
+
+def tunnel_refused(status: int) -> httpcore.ConnectError | httpcore.ProxyError:
+    """The failure of a ``CONNECT`` the proxy answered with ``status``.
+
+    A proxy's 5xx is its own trouble, retried like a failed connect (the
+    request never reached the server); a 4xx (407: credentials) is not.
+    """
+    if status >= 500:
+        return httpcore.ConnectError(f"the proxy could not open the tunnel ({status})")
+    return httpcore.ProxyError(f"the proxy refused the tunnel ({status})")
 
 
 class PartialAnswer(Exception):  # noqa: N818 - a marker, never raised on its own
@@ -79,12 +146,17 @@ class Conversation:
     server dropped the connection without reading the request.
     """
 
-    __slots__ = ("answered", "head_seen", "state")
+    __slots__ = ("answered", "consumed", "fed", "head_seen", "state", "unsent")
 
     def __init__(self) -> None:
         self.state = h11.Connection(h11.CLIENT, max_incomplete_event_size=HEAD_LIMIT)
         self.answered = False
         self.head_seen = b""
+        # Bytes fed for the current answer, and how many of them heads used.
+        self.fed = 0
+        self.consumed = 0
+        # The request could not be sent whole (the server may still answer).
+        self.unsent = False
 
     def request(
         self,
@@ -96,23 +168,40 @@ class Conversation:
         """The bytes of a whole request (head and body), ready to send."""
         self.answered = False
         self.head_seen = b""
+        self.fed = self.consumed = 0
         state = self.state
         try:
             data = state.send(h11.Request(method=method, target=target, headers=headers))
             if body:
                 data += state.send(h11.Data(data=body))
             data += state.send(h11.EndOfMessage())
-        except h11.LocalProtocolError as exc:
-            raise httpcore.LocalProtocolError(str(exc)) from None
+        except h11.LocalProtocolError:
+            # h11's words quote the offending value, which may be a credential.
+            raise httpcore.LocalProtocolError(
+                "the request has an invalid header or target (value not shown)"
+            ) from None
         return data or b""
 
     def feed(self, data: bytes) -> None:
         """Bytes the server sent (``b""``: it closed the connection)."""
         if data:
             self.answered = True
-            if len(self.head_seen) < HEAD_LIMIT:
-                self.head_seen += data[: HEAD_LIMIT - len(self.head_seen)]
+            self.fed += len(data)
+            if len(self.head_seen) < _SEEN_LIMIT:
+                self.head_seen += data[: _SEEN_LIMIT - len(self.head_seen)]
         self.state.receive_data(data)
+
+    def _head_done(self) -> int:
+        # h11 checks the size of a head it is still waiting for, not of one
+        # that arrived whole in one read: measured here, so the verdict never
+        # depends on how the bytes were cut. Returns where the head ended.
+        start = self.consumed
+        self.consumed = self.fed - len(self.state.trailing_data[0])
+        if self.consumed - start > HEAD_LIMIT:
+            raise httpcore.RemoteProtocolError(
+                f"the server sent a head larger than {HEAD_LIMIT} bytes"
+            )
+        return self.consumed
 
     def head(self, deadline: float) -> h11.Response | None:
         """The answer's head once it is complete (``None``: more bytes are needed).
@@ -127,7 +216,8 @@ class Conversation:
             kind = type(event)
             if kind is h11.Response:
                 assert isinstance(event, h11.Response)
-                if _LISTED_LENGTH.search(self.head_seen):
+                end = self._head_done()
+                if _LISTED_LENGTH.search(self.head_seen, 0, end):
                     # h11 folds "Content-Length: 15, 15" into 15; other parsers
                     # refuse it. Refused here, so no reader can disagree.
                     raise httpcore.RemoteProtocolError("the server sent an invalid Content-Length")
@@ -136,6 +226,7 @@ class Conversation:
                 assert isinstance(event, h11.InformationalResponse)
                 if event.status_code == 101:
                     raise httpcore.RemoteProtocolError("the server sent status 101 as its answer")
+                self._head_done()
                 finished_at(deadline)
                 continue
             # ConnectionClosed where an answer should start.
@@ -166,7 +257,8 @@ class Conversation:
         """
         state = self.state
         if (
-            state.our_state is h11.DONE
+            not self.unsent
+            and state.our_state is h11.DONE
             and state.their_state is h11.DONE
             and not state.trailing_data[0]
         ):

@@ -12,6 +12,7 @@ the idle socket has nothing to say.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import select
 import socket
@@ -19,37 +20,33 @@ import ssl
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpcore
 
-from ._http11 import Conversation, broken, expired, finished_at
+from ._http11 import (
+    Conversation,
+    Origin,
+    broken,
+    deadline_of,
+    expired,
+    finished_at,
+    origin_of,
+    outgoing,
+    tunnel_refused,
+)
 from ._routing import Route, Routing
 
-__all__ = ["SyncPool", "deadline_of"]
+__all__ = ["SyncPool"]
 
 _READ_SIZE = 65536
-
-
-def deadline_of(extensions: Mapping[str, Any]) -> float:
-    """The request's deadline, a ``time.monotonic()`` value.
-
-    The gateway's sender puts its own (``jobmon_gateway.deadline``); for any
-    other request the longest of httpx's timeouts bounds the whole request.
-    """
-    given = extensions.get("jobmon_gateway.deadline")
-    if given is not None:
-        return float(given)
-    timeouts: Mapping[str, Any] = extensions.get("timeout") or {}
-    values = [float(v) for v in timeouts.values() if isinstance(v, int | float)]
-    return time.monotonic() + (max(values) if values else 1e6)
 
 
 class _Connection:
     __slots__ = ("generation", "idle_since", "origin", "sock", "talk")
 
-    def __init__(self, sock: socket.socket, origin: tuple[bytes, bytes, int], generation: int):
+    def __init__(self, sock: socket.socket, origin: Origin, generation: int):
         self.sock = sock
         self.origin = origin
         self.talk = Conversation()
@@ -63,14 +60,71 @@ class _Connection:
 
 def _silent(sock: socket.socket) -> bool:
     # An idle connection has nothing to say: readable means the server closed
-    # or reset it, or sent bytes nobody asked for.
+    # or reset it, or sent bytes nobody asked for. poll, not select: select
+    # fails on descriptors past 1024, which a busy process has.
     try:
         if isinstance(sock, ssl.SSLSocket) and sock.pending():
             return False
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(sock, select.POLLIN | select.POLLPRI)
+            return not poller.poll(0)
         readable, _, _ = select.select([sock], [], [], 0)
     except (OSError, ValueError):
         return False
     return not readable
+
+
+def _connected_socket(address: tuple[str, int], deadline: float) -> socket.socket:
+    """A socket connected to ``address``, looked up and connected on the deadline."""
+    host, port = address
+    failure: OSError = OSError(f"no address for {host}")
+    for family, kind, proto, _, where in _resolved(host, port, deadline):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(finished_at(deadline))
+            sock.connect(where)
+        except OSError as exc:
+            sock.close()
+            if isinstance(exc, TimeoutError):
+                raise
+            failure = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    raise failure
+
+
+def _resolved(host: str, port: int, deadline: float) -> list[Any]:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+        return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port))]
+    # getaddrinfo has no timeout of its own: it runs in a thread of its own,
+    # waited for until the deadline (a slow resolver cannot hold the call).
+    found: list[Any] = []
+    failed: list[OSError] = []
+    done = threading.Event()
+
+    def look_up() -> None:
+        try:
+            found.extend(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except OSError as exc:
+            failed.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=look_up, name="jobmon-gateway-lookup", daemon=True).start()
+    if not done.wait(finished_at(deadline)):
+        raise expired()
+    if failed:
+        raise httpcore.ConnectError(f"could not resolve host {host}") from failed[0]
+    return found
 
 
 _POOLS: weakref.WeakSet[SyncPool] = weakref.WeakSet()
@@ -113,35 +167,37 @@ class SyncPool:
 
     def handle_request(self, request: httpcore.Request) -> httpcore.Response:
         """Send ``request`` and answer as soon as the head is in; the body streams."""
-        url = request.url
-        origin = (url.scheme, url.host, url.port or (443 if url.scheme == b"https" else 80))
+        origin = origin_of(request.url)
         deadline = deadline_of(request.extensions)
         trace = request.extensions.get("trace")
         route = self._routing.route(*origin)
+        target, headers = outgoing(request.url, list(request.headers), route)
         body = b"".join(request.stream)  # type: ignore[arg-type]
-        target = url.target
-        headers = list(request.headers)
-        if route.absolute:
-            target = bytes(url)
-            if route.proxy is not None and route.proxy.authorization is not None:
-                headers.append((b"Proxy-Authorization", route.proxy.authorization))
-        if not self._slots.acquire(timeout=finished_at(deadline)):
+        slots = self._slots
+        if not slots.acquire(timeout=finished_at(deadline)):
             raise httpcore.PoolTimeout("no free connection before the deadline")
         try:
             conn = self._pooled(origin)
             if conn is None:
                 conn = self._connect(route, origin, deadline, trace)
         except BaseException:
-            self._slots.release()
+            if slots is self._slots:
+                slots.release()
             raise
         talk = conn.talk
-        if trace is not None:
-            # As httpcore does on every request: with no connect event before
-            # it, the sender knows the connection was reused.
-            trace("http11.send_request_headers.started", {"request": request})
         try:
+            if trace is not None:
+                # As httpcore does on every request: with no connect event
+                # before it, the sender knows the connection was reused.
+                trace("http11.send_request_headers.started", {"request": request})
             data = talk.request(request.method, target, headers, body)
-            _send(conn.sock, data, deadline)
+            try:
+                _send(conn.sock, data, deadline)
+            except httpcore.WriteError:
+                # The server may have answered already (a 413 to a big body)
+                # and closed: read that answer, as httpx does; if there is
+                # none, the read fails with the connection's own error.
+                talk.unsent = True
             while (head := talk.head(deadline)) is None:
                 talk.feed(_recv(conn.sock, deadline))
         except BaseException as exc:
@@ -173,7 +229,7 @@ class SyncPool:
 
     # -- connections ------------------------------------------------------------
 
-    def _pooled(self, origin: tuple[bytes, bytes, int]) -> _Connection | None:
+    def _pooled(self, origin: Origin) -> _Connection | None:
         now = time.monotonic()
         with self._lock:
             for index in range(len(self._idle) - 1, -1, -1):
@@ -186,14 +242,12 @@ class SyncPool:
                 conn.close()
         return None
 
-    def _connect(
-        self, route: Route, origin: tuple[bytes, bytes, int], deadline: float, trace: Any
-    ) -> _Connection:
+    def _connect(self, route: Route, origin: Origin, deadline: float, trace: Any) -> _Connection:
         if trace is not None:
             trace("connection.connect_tcp.started", {"host": route.address[0]})
         sock: socket.socket | None = None
         try:
-            sock = socket.create_connection(route.address, timeout=finished_at(deadline))
+            sock = _connected_socket(route.address, deadline)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if route.tunnel is not None:
                 _open_tunnel(sock, route, deadline)
@@ -201,6 +255,9 @@ class SyncPool:
                 context = self._tls()
                 sock.settimeout(finished_at(deadline))
                 sock = context.wrap_socket(sock, server_hostname=route.server_hostname)
+            conn = _Connection(sock, origin, self._generation)
+            if trace is not None:
+                trace("connection.connect_tcp.complete", {"return_value": None})
         except BaseException as exc:
             if sock is not None:
                 sock.close()
@@ -209,9 +266,7 @@ class SyncPool:
             if isinstance(exc, OSError):
                 raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
             raise
-        if trace is not None:
-            trace("connection.connect_tcp.complete", {"return_value": None})
-        return _Connection(sock, origin, self._generation)
+        return conn
 
     def release(self, conn: _Connection) -> None:
         """Take back a connection whose answer was read to its end."""
@@ -318,6 +373,6 @@ def _open_tunnel(sock: socket.socket, route: Route, deadline: float) -> None:
     while (head := talk.head(deadline)) is None:
         talk.feed(_recv(sock, deadline))
     if not 200 <= head.status_code < 300:
-        raise httpcore.ProxyError(f"the proxy refused the tunnel: {head.status_code}")
+        raise tunnel_refused(head.status_code)
     if talk.state.trailing_data[0]:
         raise httpcore.ProxyError("the proxy sent bytes before the tunnel opened")

@@ -117,7 +117,7 @@ class Routing:
         if proxy is None:
             return Route((bare, port), tls, bare, None, False, None)
         if tls:
-            authority = f"{host}:{port}".encode("ascii")
+            authority = (f"[{bare}]:{port}" if ":" in bare else f"{bare}:{port}").encode("ascii")
             return Route((proxy.host, proxy.port), True, bare, authority, False, proxy)
         return Route((proxy.host, proxy.port), False, bare, None, True, proxy)
 

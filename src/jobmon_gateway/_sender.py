@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -258,8 +259,6 @@ class Sender:
                         response = self.via.handle_request(request)  # type: ignore[union-attr]
                     answered = True
                     try:
-                        for seen in self._hooks.response:
-                            seen(response)
                         head, reader = _reader(response, self._limit)
                         if not response.is_stream_consumed:
                             for chunk in response.iter_raw():
@@ -271,6 +270,8 @@ class Sender:
                         response.close()
                         if leftover is not None:
                             leftover.close()
+                    for seen in self._hooks.response:
+                        seen(_read(response, request, head, body))
             except httpx.HTTPStatusError as exc:
                 # The lent client raises on error statuses itself (a hook): keep the status.
                 return Answer.of(exc.response.status_code, exc.response.headers.multi_items(), b"")
@@ -367,8 +368,6 @@ class AsyncSender:
             response = await self.via.handle_async_request(request)  # type: ignore[union-attr]
         state["answered"] = True
         try:
-            for seen in self._hooks.response:
-                await _maybe_await(seen(response))
             head, reader = _reader(response, self._limit)
             if not response.is_stream_consumed:
                 async for chunk in response.aiter_raw():
@@ -380,6 +379,8 @@ class AsyncSender:
             await response.aclose()
             if leftover is not None:
                 await leftover.aclose()
+        for seen in self._hooks.response:
+            await _maybe_await(seen(_read(response, request, head, body)))
         return Answer.of(response.status_code, head, body)
 
     async def aclose(self) -> None:
@@ -389,8 +390,28 @@ class AsyncSender:
 
 
 async def _maybe_await(result: Any) -> None:
-    if asyncio.iscoroutine(result):
+    if inspect.isawaitable(result):
         await result
+
+
+_DECODED = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+
+
+def _read(
+    response: httpx.Response, request: httpx.Request, head: list[tuple[str, str]], body: bytes
+) -> httpx.Response:
+    """The answer as a response hook sees it: its body read already, by the SDK's reader.
+
+    A hook that reads the body (``response.read()``, as httpx's docs show)
+    gets the bytes the size limit let through, never a second, unbounded read.
+    """
+    return httpx.Response(
+        response.status_code,
+        headers=[(name, value) for name, value in head if name.lower() not in _DECODED],
+        content=body,
+        request=request,
+        extensions={"http_version": b"HTTP/1.1"},
+    )
 
 
 _SEND = Sender.send.__code__

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from ._routing import parse_proxy
 from .errors import ConfigurationError
 
-__all__ = ["DEFAULTS", "ConnectionSettings", "RetryPolicy", "build_settings"]
+__all__ = ["DEFAULTS", "ConnectionSettings", "RetryPolicy", "build_settings", "header_pairs"]
 
 MIB = 1024 * 1024
 
@@ -184,7 +184,7 @@ def build_settings(
         raise ConfigurationError(
             f"max_response_bytes must be an int from 1 to 2**48, got {_short(max_bytes)}"
         )
-    headers = _headers(values["headers"])
+    headers = header_pairs(values["headers"])
     version = values["client_jobmon_version"]
     if not isinstance(version, str) or not _VERSION.fullmatch(version):
         raise ConfigurationError(
@@ -344,7 +344,12 @@ def _short(value: object) -> str:
     return text[:80]
 
 
-def _headers(value: object) -> tuple[tuple[str, str], ...]:
+def header_pairs(value: object) -> tuple[tuple[str, str], ...]:
+    """Check request headers (names and printable values); the values are never shown.
+
+    Raises:
+        ConfigurationError: not a mapping, or a malformed name or value.
+    """
     if value is None:
         return ()
     if not isinstance(value, Mapping):

@@ -24,7 +24,7 @@ from ._answers import Answer, Attempt, result_of
 from ._reader import Deadline
 from ._retry import RetryCourse
 from ._sender import AsyncSender, Hooks, Outgoing, Sender
-from ._settings import DEFAULTS, ConnectionSettings, RetryPolicy, build_settings
+from ._settings import DEFAULTS, ConnectionSettings, RetryPolicy, build_settings, header_pairs
 from ._version import __version__
 from .config import HttpSettings
 from .errors import ConfigurationError, InvalidRequestError
@@ -93,8 +93,10 @@ class Requester:
         event_hooks: ``{"request": [...], "response": [...]}``, as httpx's:
             each request hook is called with every ``httpx.Request`` sent
             (every retry and resend too), each response hook with every
-            ``httpx.Response`` before its body is read. In async calls a hook
-            may return an awaitable, which is awaited.
+            ``httpx.Response``, its body already read by the SDK's reader
+            (within ``max_response_bytes``). A hook that raises fails the
+            call, not retried. In async calls a hook may return an
+            awaitable, which is awaited.
         headers: Extra headers for every request (e.g. ``Authorization``);
             they never appear in errors or logs.
         client_jobmon_version: The Jobmon version announced to the server.
@@ -455,7 +457,13 @@ class Requester:
         cached = self._last_merge
         if cached is not None and cached[0] is headers:
             return cached[1]
-        merged = {**self._headers, **headers}
+        try:
+            # Checked as the settings' headers are: a line break in a value
+            # would otherwise reach the wire, or a parser's error message.
+            checked = dict(header_pairs(headers))
+        except ConfigurationError as exc:
+            raise InvalidRequestError(exc.message) from None
+        merged = {**self._headers, **checked}
         self._last_merge = (headers, merged)
         return merged
 
