@@ -104,6 +104,25 @@ def tunnel_refused(status: int) -> httpcore.ConnectError | httpcore.ProxyError:
     return httpcore.ProxyError(f"the proxy refused the tunnel ({status})")
 
 
+_EVENTS: dict[tuple[bytes, bytes, tuple[tuple[bytes, bytes], ...]], h11.Request] = {}
+_EVENTS_KEPT = 256
+
+
+def _request_event(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> h11.Request:
+    # h11 checks every header of a request with regular expressions when the
+    # event is made (a third of a small call's cost); a driver sends the same
+    # request again and again (every heartbeat of a run is the same), and h11's
+    # events are immutable: each distinct one is made, and checked, once.
+    key = (method, target, tuple(headers))
+    event = _EVENTS.get(key)
+    if event is None:
+        event = h11.Request(method=method, target=target, headers=headers)
+        if len(_EVENTS) >= _EVENTS_KEPT:
+            _EVENTS.clear()
+        _EVENTS[key] = event
+    return event
+
+
 class PartialAnswer(Exception):  # noqa: N818 - a marker, never raised on its own
     """Marks a pool's failure that came after the server had started to answer.
 
@@ -171,7 +190,7 @@ class Conversation:
         self.fed = self.consumed = 0
         state = self.state
         try:
-            data = state.send(h11.Request(method=method, target=target, headers=headers))
+            data = state.send(_request_event(method, target, headers))
             if body:
                 data += state.send(h11.Data(data=body))
             data += state.send(h11.EndOfMessage())

@@ -95,8 +95,10 @@ class TlsSettings:
 
 def _pool_options(limits: httpx.Limits | None) -> tuple[int, int, float]:
     if limits is None:
-        # httpx's own defaults for a client.
-        limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        # httpx's 100 connections, all of them kept while idle (for at most
+        # 4 s): a driver's bursts of concurrent calls would otherwise open
+        # and close connections on every burst.
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
     expiry = limits.keepalive_expiry
     most = limits.max_connections or 1_000_000
     return (
