@@ -146,6 +146,52 @@ def test_pytest_httpx_intercepts_the_gateway_with_no_setup(tmp_path: Path) -> No
 
 # -- respx ------------------------------------------------------------------------
 
+# The recipe of docs/testing.md in a session of its own: a respx router as the
+# requester's transports (sync, async, and a request no route matches).
+RESPX_MODULE = r"""
+import httpx
+import pytest
+import respx
+
+from jobmon_gateway import Requester, ServerGateway, TransportError
+
+SERVICE_URL = "@SERVICE_URL@"
+router = respx.Router(assert_all_mocked=True)
+router.get(path="/api/v3/time").respond(json=@TIME@)
+requester = Requester(
+    SERVICE_URL,
+    route_prefix="/api/v3",
+    transport=httpx.MockTransport(router.handler),
+    async_transport=httpx.MockTransport(router.async_handler),
+)
+
+
+def test_sync_call() -> None:
+    with ServerGateway(requester, 12, 34) as gw:
+        assert str(gw.get_server_time_sync()) == "2026-11-28 17:56:34"
+
+
+@pytest.mark.asyncio
+async def test_async_call() -> None:
+    async with ServerGateway(requester, 12, 34) as gw:
+        assert str(await gw.get_server_time()) == "2026-11-28 17:56:34"
+
+
+def test_unmatched() -> None:
+    with ServerGateway(requester, 12, 34) as gw, pytest.raises(TransportError) as caught:
+        gw.get_workflow_concurrency_sync()
+    assert caught.value.attempts == 1
+    assert "AllMockedAssertionError" in str(caught.value)
+"""
+
+
+def test_a_respx_router_as_transports_in_a_session_of_its_own(tmp_path: Path) -> None:
+    module = RESPX_MODULE.replace("@SERVICE_URL@", f"http://127.0.0.1:{unused_port()}")
+    result = run_session(tmp_path, module.replace("@TIME@", repr(TIME)))
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert re.fullmatch(r"3 passed in [\d.]+s", result.stdout.strip().splitlines()[-1]), output
+
 
 @pytest.fixture
 def requester() -> Requester:
