@@ -90,3 +90,16 @@ def make_requester() -> Callable[..., Requester]:
         return Requester(service_url, **settings)
 
     return make
+
+
+_PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture(autouse=True)
+def _no_proxies_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK honours HTTP_PROXY and friends, as httpx does: the machine's own
+    must never send a test's loopback requests elsewhere. Tests of proxies set
+    their own."""
+    for name in _PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)

@@ -693,6 +693,7 @@ def test_a_lent_async_client_that_raises_on_errors_keeps_the_status() -> None:
             conn.send(http_response(b'{"error": "no such run"}', status=404))
 
     async def raise_for_status(response: httpx.Response) -> None:
+        await response.aread()
         response.raise_for_status()
 
     async def run() -> GatewayError:
@@ -710,6 +711,7 @@ def test_a_lent_async_client_that_raises_on_errors_keeps_the_status() -> None:
         error = asyncio.run(run())
     assert error.status == 404
     assert error.attempts == 1
+    assert error.server_message == "no such run"
 
 
 def test_an_aiohttp_session_is_refused_by_set_session() -> None:

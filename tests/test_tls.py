@@ -8,7 +8,9 @@ handshake). Each case runs sync and async.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import ssl
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -124,6 +126,56 @@ def test_verify_takes_an_ssl_context(mode: Mode, ca: trustme.CA, tls_server: Tls
     ca.configure_trust(context)
     assert server_time(mode, requester(tls_server.url, verify=context)) == SERVER_TIME
     assert tls_server.handshakes == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_tls_connection_is_kept_alive_across_calls(
+    mode: Mode, ca_bundle: str, tls_server: TlsTimeServer
+) -> None:
+    gateway = ServerGateway(requester(tls_server.url, verify=ca_bundle), 1, 1)
+    if mode == "sync":
+        with gateway:
+            answers = [gateway.get_server_time_sync() for _ in range(3)]
+    else:
+
+        async def run() -> list[datetime]:
+            async with gateway:
+                return [await gateway.get_server_time() for _ in range(3)]
+
+        answers = asyncio.run(run())
+    assert answers == [SERVER_TIME] * 3
+    assert tls_server.connections == 1
+    assert tls_server.handshakes == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_ssl_cert_dir_is_honoured_by_default(
+    mode: Mode,
+    ca: trustme.CA,
+    tls_server: TlsTimeServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A CA directory as OpenSSL reads one: each certificate under its hash name.
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl command to name the certificate by its hash")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    name = _subject_hash(tmp_path / "ca.pem")
+    (tmp_path / f"{name}.0").write_bytes((tmp_path / "ca.pem").read_bytes())
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
+    assert server_time(mode, requester(tls_server.url)) == SERVER_TIME
+
+
+def _subject_hash(pem: Path) -> str:
+    done = subprocess.run(
+        ["openssl", "x509", "-hash", "-noout", "-in", str(pem)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return done.stdout.strip()
 
 
 # ---------------------------------------------------------------------------

@@ -224,10 +224,6 @@ def test_a_response_hook_reading_the_body_stays_within_max_response_bytes() -> N
 
 
 # ---------------------------------------------------------------------------
-# 7. Pool limits: max_connections is per event loop.
-
-
-# ---------------------------------------------------------------------------
 # 8. Keep-alive silently off past 1024 descriptors (select.select).
 
 

@@ -27,10 +27,10 @@ from ._http11 import (
     Origin,
     broken,
     deadline_of,
-    expired,
-    finished_at,
     origin_of,
     outgoing,
+    overdue_error,
+    seconds_left,
     tunnel_refused,
 )
 from ._routing import Route, Routing
@@ -91,7 +91,7 @@ class _Stream(asyncio.Protocol):
 
     async def _wait(self, deadline: float) -> None:
         waiter = self.waiter = self.loop.create_future()
-        timer = self.loop.call_later(finished_at(deadline), _expire, waiter)
+        timer = self.loop.call_later(seconds_left(deadline), _expire, waiter)
         try:
             await waiter
         finally:
@@ -133,7 +133,7 @@ class _Stream(asyncio.Protocol):
 
 def _expire(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
-        waiter.set_exception(expired())
+        waiter.set_exception(overdue_error())
 
 
 class _Connection:
@@ -155,11 +155,10 @@ class _Connection:
 class _LoopConnections:
     """One event loop's connections: the idle ones and a guard that closes them with the loop."""
 
-    __slots__ = ("busy", "guard", "idle", "slots")
+    __slots__ = ("guard", "idle", "slots")
 
     def __init__(self, max_connections: int) -> None:
         self.idle: list[_Connection] = []
-        self.busy = 0
         self.slots = asyncio.Semaphore(max_connections)
         self.guard: AsyncGenerator[None, None] | None = None
 
@@ -242,7 +241,7 @@ class AsyncPool:
         slots = record.slots
         if slots.locked():
             try:
-                await asyncio.wait_for(slots.acquire(), finished_at(deadline))
+                await asyncio.wait_for(slots.acquire(), seconds_left(deadline))
             except asyncio.TimeoutError:
                 raise httpcore.PoolTimeout("no free connection before the deadline") from None
         else:
@@ -254,7 +253,6 @@ class AsyncPool:
         except BaseException:
             slots.release()
             raise
-        record.busy += 1
         talk, stream = conn.talk, conn.stream
         try:
             if trace is not None:
@@ -373,11 +371,11 @@ class AsyncPool:
         stream: _Stream | None = None
         sock: socket.socket | None = None
         try:
-            left = finished_at(deadline)
+            left = seconds_left(deadline)
             sock = await asyncio.wait_for(_connected_socket(loop, route.address), left)
             tls_now = route.tls and route.tunnel is None
             context = self._tls() if route.tls else None
-            left = finished_at(deadline)
+            left = seconds_left(deadline)
             _, made = await asyncio.wait_for(
                 loop.create_connection(
                     lambda: _Stream(loop),
@@ -395,7 +393,7 @@ class AsyncPool:
                 if route.tls:
                     assert stream.transport is not None
                     assert context is not None
-                    left = finished_at(deadline)
+                    left = seconds_left(deadline)
                     tls = await asyncio.wait_for(
                         loop.start_tls(
                             stream.transport,
@@ -429,7 +427,6 @@ class AsyncPool:
 
     def release(self, record: _LoopConnections, conn: _Connection) -> None:
         """Take back a connection whose answer was read to its end."""
-        record.busy -= 1
         keep = (
             not self.closed
             and conn.generation == self._generation
@@ -443,15 +440,21 @@ class AsyncPool:
         record.slots.release()
 
     def _discard(self, record: _LoopConnections, conn: _Connection) -> None:
-        record.busy -= 1
         conn.stream.close()
         record.slots.release()
 
     def forget_after_fork(self) -> None:
         """In a forked child: never touch the parent's connections (their bytes would mix)."""
-        # Closing them here would unregister the parent's descriptors from an
-        # event loop the child shares with it: keep them, unused, instead.
-        _FORSAKEN.append(self._loops)
+        # The child's copies of the sockets are closed (the parent's stay
+        # open); their transports are kept, unused, rather than closed, which
+        # would unregister them from an epoll instance the child shares with
+        # its parent.
+        for record in self._loops.values():
+            for conn in record.idle:
+                if conn.stream.sock is not None:
+                    conn.stream.sock.close()
+            _FORSAKEN.append(record.idle)
+            record.idle = []
         self._loops = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         self._generation += 1

@@ -35,10 +35,10 @@ __all__ = [
     "authority",
     "broken",
     "deadline_of",
-    "expired",
-    "finished_at",
     "origin_of",
     "outgoing",
+    "overdue_error",
+    "seconds_left",
     "tunnel_refused",
 ]
 
@@ -144,15 +144,15 @@ def broken(exc: BaseException, talk: Conversation) -> BaseException:
     return exc
 
 
-def finished_at(deadline: float) -> float:
+def seconds_left(deadline: float) -> float:
     """Seconds left until ``deadline`` (a ``time.monotonic()`` value); raises when none are."""
     left = deadline - time.monotonic()
     if left <= 0:
-        raise expired()
+        raise overdue_error()
     return left
 
 
-def expired() -> httpcore.ReadTimeout:
+def overdue_error() -> httpcore.ReadTimeout:
     """The failure of a request whose deadline passed (mapped to a timeout by the sender)."""
     return httpcore.ReadTimeout("the request's deadline passed")
 
@@ -246,7 +246,7 @@ class Conversation:
                 if event.status_code == 101:
                     raise httpcore.RemoteProtocolError("the server sent status 101 as its answer")
                 self._head_done()
-                finished_at(deadline)
+                seconds_left(deadline)
                 continue
             # ConnectionClosed where an answer should start.
             raise httpcore.RemoteProtocolError("the server closed the connection unanswered")

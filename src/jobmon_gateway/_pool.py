@@ -30,10 +30,10 @@ from ._http11 import (
     Origin,
     broken,
     deadline_of,
-    expired,
-    finished_at,
     origin_of,
     outgoing,
+    overdue_error,
+    seconds_left,
     tunnel_refused,
 )
 from ._routing import Route, Routing
@@ -82,7 +82,7 @@ def _connected_socket(address: tuple[str, int], deadline: float) -> socket.socke
     for family, kind, proto, _, where in _resolved(host, port, deadline):
         sock = socket.socket(family, kind, proto)
         try:
-            sock.settimeout(finished_at(deadline))
+            sock.settimeout(seconds_left(deadline))
             sock.connect(where)
         except OSError as exc:
             sock.close()
@@ -120,8 +120,8 @@ def _resolved(host: str, port: int, deadline: float) -> list[Any]:
             done.set()
 
     threading.Thread(target=look_up, name="jobmon-gateway-lookup", daemon=True).start()
-    if not done.wait(finished_at(deadline)):
-        raise expired()
+    if not done.wait(seconds_left(deadline)):
+        raise overdue_error()
     if failed:
         raise httpcore.ConnectError(f"could not resolve host {host}") from failed[0]
     return found
@@ -174,7 +174,7 @@ class SyncPool:
         target, headers = outgoing(request.url, list(request.headers), route)
         body = b"".join(request.stream)  # type: ignore[arg-type]
         slots = self._slots
-        if not slots.acquire(timeout=finished_at(deadline)):
+        if not slots.acquire(timeout=seconds_left(deadline)):
             raise httpcore.PoolTimeout("no free connection before the deadline")
         try:
             conn = self._pooled(origin)
@@ -253,7 +253,7 @@ class SyncPool:
                 _open_tunnel(sock, route, deadline)
             if route.tls:
                 context = self._tls()
-                sock.settimeout(finished_at(deadline))
+                sock.settimeout(seconds_left(deadline))
                 sock = context.wrap_socket(sock, server_hostname=route.server_hostname)
             conn = _Connection(sock, origin, self._generation)
             if trace is not None:
@@ -344,20 +344,20 @@ class _Body:
 
 def _send(sock: socket.socket, data: bytes, deadline: float) -> None:
     try:
-        sock.settimeout(finished_at(deadline))
+        sock.settimeout(seconds_left(deadline))
         sock.sendall(data)
     except TimeoutError:
-        raise expired() from None
+        raise overdue_error() from None
     except OSError as exc:
         raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
 
 
 def _recv(sock: socket.socket, deadline: float) -> bytes:
     try:
-        sock.settimeout(finished_at(deadline))
+        sock.settimeout(seconds_left(deadline))
         return sock.recv(_READ_SIZE)
     except TimeoutError:
-        raise expired() from None
+        raise overdue_error() from None
     except OSError as exc:
         raise httpcore.ReadError(str(exc) or type(exc).__name__) from exc
 

@@ -4,8 +4,8 @@ Every request the gateway makes goes through here, sync or async, on
 whatever it was given to send on: the SDK's own transports
 (:mod:`.transports`), a transport handed to the requester (a test's mock,
 :class:`~jobmon_gateway.testing.FakeJobmonServer`'s), or a caller's
-``httpx.Client``/``httpx.AsyncClient``. Mocking libraries that patch
-httpx's transports (pytest-httpx, respx) therefore see every request.
+``httpx.Client``/``httpx.AsyncClient``. Mocking and instrumentation that
+patch httpx's transports (pytest-httpx, OpenTelemetry) therefore see every request.
 
 What is decided is written once, in the plain functions below; the two
 drivers (:class:`Sender`, :class:`AsyncSender`) only move data, and differ
@@ -62,6 +62,7 @@ class Hooks:
 
 
 _STALE = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+_CONNECTING = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 class _Trace:
@@ -174,8 +175,11 @@ def _verdict(
         return None  # never here: drivers turn it into the answer it carries
     answered = answered or isinstance(exc.__cause__, PartialAnswer)
     if not isinstance(exc, Fault) and deadline.passed():
-        # Whatever broke last (a socket the watchdog shut), the deadline is why.
-        return error_from(deadline.overdue(), attempt, answered=answered)
+        # Whatever broke last (a socket the watchdog shut), the deadline is
+        # why; the phase is kept (a connect that timed out sent nothing).
+        return error_from(
+            deadline.overdue(), attempt, answered=answered, connecting=isinstance(exc, _CONNECTING)
+        )
     if isinstance(exc, _STALE) and trace.reused and not answered:
         if out.repeat_safe and not resent:
             return None
@@ -183,7 +187,21 @@ def _verdict(
     return error_from(exc, attempt, answered=answered)
 
 
-def _closed(kind: str) -> InvalidRequestError:
+def _status_answer(response: httpx.Response, limit: int) -> Answer:
+    """The answer a lent client's own ``raise_for_status`` hook refused: its status, and
+    its body if the hook had read it (through the size limit), for the server's message."""
+    body = b""
+    if response.is_stream_consumed:
+        try:
+            reader = BodyReader(None, limit)
+            reader.feed(response.content)
+            body = reader.finish()
+        except (Fault, httpx.HTTPError):
+            body = b""
+    return Answer.of(response.status_code, response.headers.multi_items(), body)
+
+
+def _closed_client_error(kind: str) -> InvalidRequestError:
     # Quietly swapping in a client of our own would drop the caller's
     # settings (auth, proxies, limits); httpx would raise a bare
     # RuntimeError. Say what happened instead.
@@ -243,16 +261,17 @@ class Sender:
         """Send ``out`` and return the complete answer; raises only GatewayErrors."""
         client = self._client
         if client is not None and client.is_closed:
-            raise _closed("httpx.Client")
+            raise _closed_client_error("httpx.Client")
         resent = False
         while True:
             trace = _Trace()
             answered = False
             try:
+                request = _request(client, out, deadline, trace)
+                for hook in self._hooks.request:
+                    hook(request)
+                # Hooks run outside the watch: only the send's own sockets are shut.
                 with contextlib.nullcontext() if self._bounded else watch(deadline.at, _SEND):
-                    request = _request(client, out, deadline, trace)
-                    for hook in self._hooks.request:
-                        hook(request)
                     if client is not None:
                         response = client.send(request, stream=True)
                     else:
@@ -266,15 +285,16 @@ class Sender:
                                 deadline.check()
                         body = reader.finish()
                     finally:
+                        # Closed before the response hands it back to the lent pool.
                         leftover = _leftover(response) if client is not None else None
-                        response.close()
                         if leftover is not None:
                             leftover.close()
-                    for seen in self._hooks.response:
-                        seen(_read(response, request, head, body))
+                        response.close()
+                for seen in self._hooks.response:
+                    seen(_as_read(response, request, head, body))
             except httpx.HTTPStatusError as exc:
                 # The lent client raises on error statuses itself (a hook): keep the status.
-                return Answer.of(exc.response.status_code, exc.response.headers.multi_items(), b"")
+                return _status_answer(exc.response, self._limit)
             except Exception as exc:
                 verdict = _verdict(
                     exc,
@@ -320,7 +340,7 @@ class AsyncSender:
         """Send ``out`` and return the complete answer; raises only GatewayErrors."""
         client = self._client
         if client is not None and client.is_closed:
-            raise _closed("httpx.AsyncClient")
+            raise _closed_client_error("httpx.AsyncClient")
         resent = False
         while True:
             trace = _Trace()
@@ -333,7 +353,7 @@ class AsyncSender:
                     self._roundtrip(client, out, deadline, trace, state), deadline.remaining()
                 )
             except httpx.HTTPStatusError as exc:
-                return Answer.of(exc.response.status_code, exc.response.headers.multi_items(), b"")
+                return _status_answer(exc.response, self._limit)
             except asyncio.TimeoutError:
                 raise error_from(deadline.overdue(), attempt, answered=True) from None
             except Exception as exc:
@@ -375,12 +395,13 @@ class AsyncSender:
                     deadline.check()
             body = reader.finish()
         finally:
+            # Closed before the response hands it back to the lent pool.
             leftover = _leftover(response) if client is not None else None
-            await response.aclose()
             if leftover is not None:
                 await leftover.aclose()
+            await response.aclose()
         for seen in self._hooks.response:
-            await _maybe_await(seen(_read(response, request, head, body)))
+            await _maybe_await(seen(_as_read(response, request, head, body)))
         return Answer.of(response.status_code, head, body)
 
     async def aclose(self) -> None:
@@ -397,7 +418,7 @@ async def _maybe_await(result: Any) -> None:
 _DECODED = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
-def _read(
+def _as_read(
     response: httpx.Response, request: httpx.Request, head: list[tuple[str, str]], body: bytes
 ) -> httpx.Response:
     """The answer as a response hook sees it: its body read already, by the SDK's reader.

@@ -390,15 +390,19 @@ def _event_hooks(value: object) -> dict[str, tuple[Callable[[Any], object], ...]
 
 def _limits(value: object) -> tuple[int, int, float]:
     if value is None:
-        return 100, 20, KEEPALIVE_EXPIRY
+        # httpx's 100 connections, every one of them kept while idle (for at
+        # most 4 s): a driver's bursts of concurrent calls would otherwise
+        # open and close connections on every burst.
+        return 100, 100, KEEPALIVE_EXPIRY
     max_connections = getattr(value, "max_connections", None)
     max_keepalive = getattr(value, "max_keepalive_connections", None)
     expiry = getattr(value, "keepalive_expiry", None)
     if not hasattr(value, "max_connections"):
         raise ConfigurationError(f"limits must be an httpx.Limits, got {type(value).__name__}")
+    most = int(max_connections) if isinstance(max_connections, int) else 100
     return (
-        int(max_connections) if isinstance(max_connections, int) else 100,
-        int(max_keepalive) if isinstance(max_keepalive, int) else 20,
+        most,
+        int(max_keepalive) if isinstance(max_keepalive, int) else most,
         # Never longer than the server keeps an idle connection (uvicorn: 5 s).
         min(float(expiry), KEEPALIVE_EXPIRY)
         if isinstance(expiry, int | float)

@@ -26,12 +26,13 @@ from types import CodeType, FrameType, TracebackType
 __all__ = ["watch"]
 
 _STACK_DEPTH = 64
+_AGAIN = 0.05  # seconds between looks at a send that outlived its deadline
 
 
 class Watch:
     """One send being watched; leaving the ``with`` block ends the watch."""
 
-    __slots__ = ("at", "boundary", "done", "fired", "lock", "order", "thread")
+    __slots__ = ("at", "boundary", "done", "lock", "order", "thread")
 
     def __init__(self, at: float, order: int, boundary: CodeType, lock: threading.Lock) -> None:
         self.at = at
@@ -40,7 +41,6 @@ class Watch:
         self.lock = lock
         self.thread = threading.get_ident()
         self.done = False
-        self.fired = False
 
     def __lt__(self, other: Watch) -> bool:
         return (self.at, self.order) < (other.at, other.order)
@@ -96,8 +96,11 @@ class _Watchdog:
                 due = heapq.heappop(self.heap)
                 if not due.done:
                     # Still inside the send (its exit waits for this lock).
-                    due.fired = True
                     _shut_blocked_socket(due.thread, due.boundary)
+                    # Again soon, until the send ends: at the deadline it may
+                    # not have been on a socket yet (looking a name up, say).
+                    due.at = time.monotonic() + _AGAIN
+                    heapq.heappush(self.heap, due)
 
 
 def _shut_blocked_socket(thread: int, boundary: CodeType) -> None:

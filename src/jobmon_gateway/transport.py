@@ -362,7 +362,15 @@ class Requester:
             verify=self._tls,
             proxy=connection.proxy,
             trust_env=connection.trust_env,
-            limits=self._options["limits"],
+            limits=self._limits(),
+        )
+
+    def _limits(self) -> httpx.Limits:
+        connection = self._connection
+        return httpx.Limits(
+            max_connections=connection.max_connections,
+            max_keepalive_connections=connection.max_keepalive_connections,
+            keepalive_expiry=connection.keepalive_expiry,
         )
 
     def new_async_transport(self) -> httpx.AsyncBaseTransport:
@@ -375,7 +383,7 @@ class Requester:
             verify=self._tls,
             proxy=connection.proxy,
             trust_env=connection.trust_env,
-            limits=self._options["limits"],
+            limits=self._limits(),
         )
 
     def new_sender(self) -> Sender:

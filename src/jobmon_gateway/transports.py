@@ -4,9 +4,11 @@
 ``httpx.HTTPTransport`` and ``httpx.AsyncHTTPTransport`` whose connection
 pool is the SDK's (:mod:`._pool`, :mod:`._async_pool`). They keep httpx's
 own ``handle_request``/``handle_async_request``, so whatever patches or
-wraps those (pytest-httpx, respx's httpx mocker, OpenTelemetry's httpx
-instrumentation) sees every request, and httpx maps every failure to its
-own exception classes. Use them in a client of your own for the SDK's
+wraps those (pytest-httpx, OpenTelemetry's httpx instrumentation) sees
+every request, and httpx maps every failure to its own exception classes.
+(respx patches httpx's clients or httpcore's pools, neither of which the
+gateway's own calls go through: give a respx router as the requester's
+transports instead.) Use them in a client of your own for the SDK's
 guarantees on any request::
 
     client = httpx.Client(transport=GatewayTransport(), timeout=20)
@@ -95,9 +97,7 @@ class TlsSettings:
 
 def _pool_options(limits: httpx.Limits | None) -> tuple[int, int, float]:
     if limits is None:
-        # httpx's 100 connections, all of them kept while idle (for at most
-        # 4 s): a driver's bursts of concurrent calls would otherwise open
-        # and close connections on every burst.
+        # A requester's defaults (its settings normalise every limit once).
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
     expiry = limits.keepalive_expiry
     most = limits.max_connections or 1_000_000
