@@ -20,7 +20,11 @@ its connection reused only when the answer ended exactly at its framing.
 
 The one private name of httpx the SDK uses is ``_pool``, the attribute
 through which ``HTTPTransport.handle_request`` sends: it is set here, and a
-test (``tests/test_transports.py``) fails if httpx stops sending through it.
+test (``tests/test_transports.py``) fails if httpx stops sending through it
+(httpx is pinned below 0.29). For lent clients only, the guard against a
+smuggled answer looks inside httpcore's connection (``_sender._leftover``;
+httpcore pinned below 1.1, the lent-client smuggling test in
+``tests/test_hostile.py`` fails if it stops finding it).
 """
 
 from __future__ import annotations
