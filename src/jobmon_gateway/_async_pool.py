@@ -26,12 +26,13 @@ from ._http11 import (
     Conversation,
     Origin,
     broken,
+    check_tunnel,
     deadline_of,
     origin_of,
     outgoing,
     overdue_error,
     seconds_left,
-    tunnel_refused,
+    tunnel_request,
 )
 from ._routing import Route, Routing
 
@@ -555,16 +556,9 @@ class _Body:
 
 
 async def _open_tunnel(stream: _Stream, route: Route, deadline: float) -> None:
-    """Ask the proxy for a ``CONNECT`` tunnel to the server; raises ``ProxyError`` if refused."""
-    assert route.tunnel is not None
-    talk = Conversation()
-    headers = [(b"Host", route.tunnel)]
-    if route.proxy is not None and route.proxy.authorization is not None:
-        headers.append((b"Proxy-Authorization", route.proxy.authorization))
-    await stream.write(talk.request(b"CONNECT", route.tunnel, headers, None), deadline)
+    """Ask the proxy for a ``CONNECT`` tunnel to the server (see ``check_tunnel``)."""
+    talk, data = tunnel_request(route)
+    await stream.write(data, deadline)
     while (head := talk.head(deadline)) is None:
         talk.feed(await stream.read(deadline))
-    if not 200 <= head.status_code < 300:
-        raise tunnel_refused(head.status_code)
-    if talk.state.trailing_data[0] or stream.chunks:
-        raise httpcore.ProxyError("the proxy sent bytes before the tunnel opened")
+    check_tunnel(talk, head, more_bytes=bool(stream.chunks))

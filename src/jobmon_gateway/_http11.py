@@ -34,12 +34,13 @@ __all__ = [
     "PartialAnswer",
     "authority",
     "broken",
+    "check_tunnel",
     "deadline_of",
     "origin_of",
     "outgoing",
     "overdue_error",
     "seconds_left",
-    "tunnel_refused",
+    "tunnel_request",
 ]
 
 HEAD_LIMIT: Final = 16384
@@ -93,15 +94,29 @@ def outgoing(
     return target, headers
 
 
-def tunnel_refused(status: int) -> httpcore.ConnectError | httpcore.ProxyError:
-    """The failure of a ``CONNECT`` the proxy answered with ``status``.
+def tunnel_request(route: Route) -> tuple[Conversation, bytes]:
+    """The ``CONNECT`` request asking ``route``'s proxy for a tunnel, and its conversation."""
+    assert route.tunnel is not None
+    headers = [(b"Host", route.tunnel)]
+    if route.proxy is not None and route.proxy.authorization is not None:
+        headers.append((b"Proxy-Authorization", route.proxy.authorization))
+    talk = Conversation()
+    return talk, talk.request(b"CONNECT", route.tunnel, headers, None)
+
+
+def check_tunnel(talk: Conversation, head: h11.Response, *, more_bytes: bool) -> None:
+    """Raise unless the proxy opened the tunnel, and sent nothing past its answer.
 
     A proxy's 5xx is its own trouble, retried like a failed connect (the
     request never reached the server); a 4xx (407: credentials) is not.
     """
+    status = head.status_code
     if status >= 500:
-        return httpcore.ConnectError(f"the proxy could not open the tunnel ({status})")
-    return httpcore.ProxyError(f"the proxy refused the tunnel ({status})")
+        raise httpcore.ConnectError(f"the proxy could not open the tunnel ({status})")
+    if not 200 <= status < 300:
+        raise httpcore.ProxyError(f"the proxy refused the tunnel ({status})")
+    if talk.state.trailing_data[0] or more_bytes:
+        raise httpcore.ProxyError("the proxy sent bytes before the tunnel opened")
 
 
 _EVENTS: dict[tuple[bytes, bytes, tuple[tuple[bytes, bytes], ...]], h11.Request] = {}

@@ -29,12 +29,13 @@ from ._http11 import (
     Conversation,
     Origin,
     broken,
+    check_tunnel,
     deadline_of,
     origin_of,
     outgoing,
     overdue_error,
     seconds_left,
-    tunnel_refused,
+    tunnel_request,
 )
 from ._routing import Route, Routing
 
@@ -363,16 +364,9 @@ def _recv(sock: socket.socket, deadline: float) -> bytes:
 
 
 def _open_tunnel(sock: socket.socket, route: Route, deadline: float) -> None:
-    """Ask the proxy for a ``CONNECT`` tunnel to the server; raises ``ProxyError`` if refused."""
-    assert route.tunnel is not None
-    talk = Conversation()
-    headers = [(b"Host", route.tunnel)]
-    if route.proxy is not None and route.proxy.authorization is not None:
-        headers.append((b"Proxy-Authorization", route.proxy.authorization))
-    _send(sock, talk.request(b"CONNECT", route.tunnel, headers, None), deadline)
+    """Ask the proxy for a ``CONNECT`` tunnel to the server (see ``check_tunnel``)."""
+    talk, data = tunnel_request(route)
+    _send(sock, data, deadline)
     while (head := talk.head(deadline)) is None:
         talk.feed(_recv(sock, deadline))
-    if not 200 <= head.status_code < 300:
-        raise tunnel_refused(head.status_code)
-    if talk.state.trailing_data[0]:
-        raise httpcore.ProxyError("the proxy sent bytes before the tunnel opened")
+    check_tunnel(talk, head, more_bytes=False)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import os
 import ssl
 import threading
+from typing import TypeVar
 
 import httpx
 
@@ -113,9 +114,23 @@ def _pool_options(limits: httpx.Limits | None) -> tuple[int, int, float]:
     )
 
 
-def _routing(proxy: str | None, trust_env: bool) -> Routing:
-    return Routing(
+_Pool = TypeVar("_Pool", SyncPool, AsyncPool)
+
+
+def _pool_of(
+    kind: type[_Pool],
+    verify: bool | str | ssl.SSLContext | TlsSettings,
+    proxy: str | None,
+    trust_env: bool,
+    limits: httpx.Limits | None,
+) -> _Pool:
+    tls = verify if isinstance(verify, TlsSettings) else TlsSettings(verify, trust_env=trust_env)
+    routing = Routing(
         None if proxy is None else parse_proxy(proxy, source="proxy"), trust_env=trust_env
+    )
+    most, idle, expiry = _pool_options(limits)
+    return kind(
+        routing, tls.context, max_connections=most, max_keepalive=idle, keepalive_expiry=expiry
     )
 
 
@@ -144,20 +159,10 @@ class GatewayTransport(httpx.HTTPTransport):
         trust_env: bool = True,
         limits: httpx.Limits | None = None,
     ) -> None:
-        tls = (
-            verify if isinstance(verify, TlsSettings) else TlsSettings(verify, trust_env=trust_env)
-        )
         # httpx's own pool is made and never used: verify=False spares it
         # loading a CA bundle. Requests go to the SDK's pool, set here.
         super().__init__(verify=False, trust_env=False)
-        most, idle, expiry = _pool_options(limits)
-        self._pool = SyncPool(  # type: ignore[assignment]
-            _routing(proxy, trust_env),
-            tls.context,
-            max_connections=most,
-            max_keepalive=idle,
-            keepalive_expiry=expiry,
-        )
+        self._pool = _pool_of(SyncPool, verify, proxy, trust_env, limits)  # type: ignore[assignment]
 
     @property
     def closed(self) -> bool:
@@ -181,20 +186,10 @@ class AsyncGatewayTransport(httpx.AsyncHTTPTransport):
         trust_env: bool = True,
         limits: httpx.Limits | None = None,
     ) -> None:
-        tls = (
-            verify if isinstance(verify, TlsSettings) else TlsSettings(verify, trust_env=trust_env)
-        )
         # httpx's own pool is made and never used: verify=False spares it
         # loading a CA bundle. Requests go to the SDK's pool, set here.
         super().__init__(verify=False, trust_env=False)
-        most, idle, expiry = _pool_options(limits)
-        self._pool = AsyncPool(  # type: ignore[assignment]
-            _routing(proxy, trust_env),
-            tls.context,
-            max_connections=most,
-            max_keepalive=idle,
-            keepalive_expiry=expiry,
-        )
+        self._pool = _pool_of(AsyncPool, verify, proxy, trust_env, limits)  # type: ignore[assignment]
 
     @property
     def closed(self) -> bool:
