@@ -171,8 +171,6 @@ def _verdict(
     """The call's error for ``exc``, or ``None``: resend at once, uncounted."""
     if isinstance(exc, GatewayError):
         return exc
-    if isinstance(exc, httpx.HTTPStatusError):
-        return None  # never here: drivers turn it into the answer it carries
     answered = answered or isinstance(exc.__cause__, PartialAnswer)
     if not isinstance(exc, Fault) and deadline.passed():
         # Whatever broke last (a socket the watchdog shut), the deadline is
