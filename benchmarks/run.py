@@ -199,24 +199,9 @@ def machine_info(requester: Requester | None = None) -> dict[str, Any]:
         "packages": packages,
     }
     if requester is not None:
-        info["sdk_sync_exchange"] = _exchange_name(requester, "new_exchange")
-        info["sdk_async_exchange"] = _exchange_name(requester, "new_async_exchange")
+        info["sdk_sync_transport"] = type(requester.new_transport()).__name__
+        info["sdk_async_transport"] = type(requester.new_async_transport()).__name__
     return info
-
-
-def _exchange_name(requester: Requester, method: str) -> str:
-    """The class the SDK sends with, for the record; ``-`` when the SDK does not say.
-
-    Looked up, not called by name: these are the SDK's own plumbing and may change. Making
-    an exchange opens nothing (connections and sessions come on first use).
-    """
-    make = getattr(requester, method, None)
-    if not callable(make):
-        return "-"
-    try:
-        return type(make()).__name__
-    except Exception as exc:  # an exchange the SDK cannot make here (a missing library)
-        return f"- ({type(exc).__name__})"
 
 
 async def all_tasks_ours(gateway: ServerGateway, chunk_size: int) -> dict[int, Any]:
@@ -1154,7 +1139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" {info['python']}, {info['platform']}"
     )
     print(f"packages: {packages}")
-    print(f"SDK exchanges: sync {info['sdk_sync_exchange']}, async {info['sdk_async_exchange']}")
+    print(f"SDK transports: sync {info['sdk_sync_transport']}, async {info['sdk_async_transport']}")
     print(
         f"mode: {'quick' if args.quick else 'full'}, rounds {rounds}, placement {args.placement}",
         flush=True,
