@@ -43,7 +43,7 @@ from .errors import (
 from .models import ServerErrorBody
 from .routes import Call
 
-__all__ = ["EXCERPT_LIMIT", "Answer", "Attempt", "error_from", "result_of"]
+__all__ = ["EXCERPT_LIMIT", "Answer", "Attempt", "error_from", "never_sent", "result_of"]
 
 T = TypeVar("T")
 
@@ -188,7 +188,7 @@ def error_from(
     if isinstance(exc, GatewayError):
         return exc
     where = _where(attempt)
-    if connecting or isinstance(exc, _NOT_SENT):
+    if connecting or never_sent(exc):
         where["request_sent"] = False
     name = type(exc).__name__
     if isinstance(exc, Fault):
@@ -263,6 +263,11 @@ _NOT_RETRYABLE = (
     httpx.TooManyRedirects,
     httpx.InvalidURL,
 )
+
+
+def never_sent(exc: BaseException) -> bool:
+    """Whether ``exc`` means the request surely never reached the server (no connection)."""
+    return isinstance(exc, _NOT_SENT)
 
 
 def _host_port(url: str) -> str:

@@ -11,7 +11,6 @@ is closed.
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import ssl
 import threading
@@ -27,13 +26,13 @@ from ._http11 import (
     Origin,
     broken,
     check_tunnel,
-    deadline_of,
-    origin_of,
-    outgoing,
     overdue_error,
+    prepared,
+    response_of,
     seconds_left,
     tunnel_request,
 )
+from ._pool import remember_for_fork
 from ._routing import Route, Routing
 
 __all__ = ["AsyncPool"]
@@ -190,17 +189,7 @@ async def _closed_with_loop(
             owner.forget(record)
 
 
-_POOLS: weakref.WeakSet[AsyncPool] = weakref.WeakSet()
 _FORSAKEN: list[object] = []
-
-
-def _forget_in_child() -> None:
-    for pool in list(_POOLS):
-        pool.forget_after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 class AsyncPool:
@@ -226,17 +215,13 @@ class AsyncPool:
         self._lock = threading.Lock()
         self._generation = 0
         self.closed = False
-        _POOLS.add(self)
+        remember_for_fork(self)
 
     # -- httpcore's interface ---------------------------------------------------
 
     async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
         """Send ``request`` and answer as soon as the head is in; the body streams."""
-        origin = origin_of(request.url)
-        deadline = deadline_of(request.extensions)
-        trace = request.extensions.get("trace")
-        route = self._routing.route(*origin)
-        target, headers = outgoing(request.url, list(request.headers), route)
+        origin, deadline, trace, route, target, headers = prepared(request, self._routing)
         body = b"".join([part async for part in request.stream])  # type: ignore[union-attr]
         record = await self._record()
         slots = record.slots
@@ -275,12 +260,7 @@ class AsyncPool:
             if marked is exc:
                 raise
             raise marked from exc
-        return httpcore.Response(
-            status=head.status_code,
-            headers=list(head.headers),
-            content=_Body(self, record, conn, deadline),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": head.reason},
-        )
+        return response_of(head, _Body(self, record, conn, deadline))
 
     async def aclose(self) -> None:
         """Close the connections of this loop now, and of closed loops by force."""

@@ -24,7 +24,7 @@ import h11
 import httpcore
 
 if TYPE_CHECKING:
-    from ._routing import Route
+    from ._routing import Route, Routing
 
 __all__ = [
     "HEAD_LIMIT",
@@ -39,6 +39,8 @@ __all__ = [
     "origin_of",
     "outgoing",
     "overdue_error",
+    "prepared",
+    "response_of",
     "seconds_left",
     "tunnel_request",
 ]
@@ -75,6 +77,33 @@ def deadline_of(extensions: Mapping[str, Any]) -> float:
 def origin_of(url: httpcore.URL) -> Origin:
     """Scheme, host and port of ``url`` (the port filled in)."""
     return (url.scheme, url.host, url.port or (443 if url.scheme == b"https" else 80))
+
+
+def prepared(
+    request: httpcore.Request, routing: Routing
+) -> tuple[Origin, float, Any, Route, bytes, list[tuple[bytes, bytes]]]:
+    """What a pool needs of ``request``: origin, deadline, trace, route, target and headers."""
+    origin = origin_of(request.url)
+    route = routing.route(*origin)
+    target, headers = outgoing(request.url, request.headers, route)
+    return (
+        origin,
+        deadline_of(request.extensions),
+        request.extensions.get("trace"),
+        route,
+        target,
+        headers,
+    )
+
+
+def response_of(head: h11.Response, content: Any) -> httpcore.Response:
+    """The httpcore response for ``head``, its body streamed from ``content``."""
+    return httpcore.Response(
+        status=head.status_code,
+        headers=list(head.headers),
+        content=content,
+        extensions={"http_version": b"HTTP/1.1", "reason_phrase": head.reason},
+    )
 
 
 def authority(host: bytes, port: int) -> bytes:

@@ -21,7 +21,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import httpcore
 
@@ -30,16 +30,15 @@ from ._http11 import (
     Origin,
     broken,
     check_tunnel,
-    deadline_of,
-    origin_of,
-    outgoing,
     overdue_error,
+    prepared,
+    response_of,
     seconds_left,
     tunnel_request,
 )
 from ._routing import Route, Routing
 
-__all__ = ["SyncPool"]
+__all__ = ["SyncPool", "remember_for_fork"]
 
 _READ_SIZE = 65536
 
@@ -128,7 +127,16 @@ def _resolved(host: str, port: int, deadline: float) -> list[Any]:
     return found
 
 
-_POOLS: weakref.WeakSet[SyncPool] = weakref.WeakSet()
+class _Forgetful(Protocol):
+    def forget_after_fork(self) -> None: ...
+
+
+_POOLS: weakref.WeakSet[_Forgetful] = weakref.WeakSet()
+
+
+def remember_for_fork(pool: _Forgetful) -> None:
+    """Have ``pool`` forget its connections in a child process after ``os.fork()``."""
+    _POOLS.add(pool)
 
 
 def _forget_in_child() -> None:
@@ -162,17 +170,13 @@ class SyncPool:
         self._lock = threading.Lock()
         self._generation = 0
         self.closed = False
-        _POOLS.add(self)
+        remember_for_fork(self)
 
     # -- httpcore's interface ---------------------------------------------------
 
     def handle_request(self, request: httpcore.Request) -> httpcore.Response:
         """Send ``request`` and answer as soon as the head is in; the body streams."""
-        origin = origin_of(request.url)
-        deadline = deadline_of(request.extensions)
-        trace = request.extensions.get("trace")
-        route = self._routing.route(*origin)
-        target, headers = outgoing(request.url, list(request.headers), route)
+        origin, deadline, trace, route, target, headers = prepared(request, self._routing)
         body = b"".join(request.stream)  # type: ignore[arg-type]
         slots = self._slots
         if not slots.acquire(timeout=seconds_left(deadline)):
@@ -207,12 +211,7 @@ class SyncPool:
             if marked is exc:
                 raise
             raise marked from exc
-        return httpcore.Response(
-            status=head.status_code,
-            headers=list(head.headers),
-            content=_Body(self, conn, deadline),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": head.reason},
-        )
+        return response_of(head, _Body(self, conn, deadline))
 
     def close(self) -> None:
         """Close every idle connection; ones in use close when their answer is read."""

@@ -33,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from ._answers import Answer, Attempt, error_from
+from ._answers import Answer, Attempt, error_from, never_sent
 from ._http11 import PartialAnswer
 from ._reader import BodyReader, Deadline, Fault, check_head
 from ._watchdog import watch
@@ -62,7 +62,6 @@ class Hooks:
 
 
 _STALE = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
-_CONNECTING = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 class _Trace:
@@ -176,7 +175,7 @@ def _verdict(
         # Whatever broke last (a socket the watchdog shut), the deadline is
         # why; the phase is kept (a connect that timed out sent nothing).
         return error_from(
-            deadline.overdue(), attempt, answered=answered, connecting=isinstance(exc, _CONNECTING)
+            deadline.overdue(), attempt, answered=answered, connecting=never_sent(exc)
         )
     if isinstance(exc, _STALE) and trace.reused and not answered:
         if out.repeat_safe and not resent:

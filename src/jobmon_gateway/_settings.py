@@ -20,7 +20,14 @@ from urllib.parse import urlsplit
 from ._routing import parse_proxy
 from .errors import ConfigurationError
 
-__all__ = ["DEFAULTS", "ConnectionSettings", "RetryPolicy", "build_settings", "header_pairs"]
+__all__ = [
+    "DEFAULTS",
+    "ConnectionSettings",
+    "RetryPolicy",
+    "build_settings",
+    "header_pairs",
+    "pool_limits",
+]
 
 MIB = 1024 * 1024
 
@@ -206,7 +213,7 @@ def build_settings(
         raise ConfigurationError(
             f"repeat_safe_queueing must be a bool or None, got {repeat_safe!r}"
         )
-    max_connections, max_keepalive, expiry = _limits(values["limits"])
+    max_connections, max_keepalive, expiry = pool_limits(values["limits"])
     proxy = values["proxy"]
     if proxy is not None:
         if not isinstance(proxy, str):
@@ -388,7 +395,12 @@ def _event_hooks(value: object) -> dict[str, tuple[Callable[[Any], object], ...]
     return hooks
 
 
-def _limits(value: object) -> tuple[int, int, float]:
+def pool_limits(value: object) -> tuple[int, int, float]:
+    """Most connections, most idle ones and their idle expiry, from an ``httpx.Limits`` or None.
+
+    Raises:
+        ConfigurationError: ``value`` is not an ``httpx.Limits``.
+    """
     if value is None:
         # httpx's 100 connections, every one of them kept while idle (for at
         # most 4 s): a driver's bursts of concurrent calls would otherwise

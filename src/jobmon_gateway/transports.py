@@ -39,7 +39,7 @@ import httpx
 from ._async_pool import AsyncPool
 from ._pool import SyncPool
 from ._routing import Routing, parse_proxy
-from ._settings import KEEPALIVE_EXPIRY
+from ._settings import pool_limits
 from .errors import ConfigurationError
 
 __all__ = ["AsyncGatewayTransport", "GatewayTransport", "TlsSettings", "tls_context"]
@@ -100,20 +100,6 @@ class TlsSettings:
         return context
 
 
-def _pool_options(limits: httpx.Limits | None) -> tuple[int, int, float]:
-    if limits is None:
-        # A requester's defaults (its settings normalise every limit once).
-        limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
-    expiry = limits.keepalive_expiry
-    most = limits.max_connections or 1_000_000
-    return (
-        most,
-        most if limits.max_keepalive_connections is None else limits.max_keepalive_connections,
-        # Never longer than the server keeps an idle connection (uvicorn: 5 s).
-        KEEPALIVE_EXPIRY if expiry is None else min(KEEPALIVE_EXPIRY, expiry),
-    )
-
-
 _Pool = TypeVar("_Pool", SyncPool, AsyncPool)
 
 
@@ -128,7 +114,7 @@ def _pool_of(
     routing = Routing(
         None if proxy is None else parse_proxy(proxy, source="proxy"), trust_env=trust_env
     )
-    most, idle, expiry = _pool_options(limits)
+    most, idle, expiry = pool_limits(limits)
     return kind(
         routing, tls.context, max_connections=most, max_keepalive=idle, keepalive_expiry=expiry
     )
