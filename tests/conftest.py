@@ -103,3 +103,18 @@ def _no_proxies_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in _PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
+
+
+@pytest.fixture(scope="module")
+def ca() -> Any:
+    """A throwaway certificate authority (trustme), for TLS servers on 127.0.0.1."""
+    trustme = pytest.importorskip("trustme")
+    return trustme.CA()
+
+
+@pytest.fixture
+def ca_bundle(ca: Any, tmp_path: Path) -> str:
+    """``ca``'s certificate as a CA bundle file."""
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)

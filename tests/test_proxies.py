@@ -51,18 +51,6 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(f"JOBMON__HTTP__{name}", raising=False)
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def ca_bundle(ca: trustme.CA, tmp_path: Path) -> str:
-    path = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return str(path)
-
-
 @pytest.fixture
 def fake_url(jobmon_server: FakeJobmonServer) -> Iterator[str]:
     """The fake Jobmon server over real HTTP on 127.0.0.1 (service URL, no prefix)."""
