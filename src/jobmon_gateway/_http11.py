@@ -3,9 +3,12 @@
 The sync pool (:mod:`._pool`, sockets) and the async pool
 (:mod:`._async_pool`, an asyncio protocol) move bytes; everything about the
 bytes is decided here, once, so the same answer gets the same verdict in
-both worlds. h11 is imported directly because this is where the SDK speaks
-HTTP/1.1 itself: it is the parser httpx's own pool (httpcore) uses, so an
-answer is read by the same rules whichever transport carries it.
+both worlds. The SDK writes and reads HTTP/1.1 itself rather than through
+h11 (httpcore's parser): h11's event machinery was about a fifth of a small
+call's CPU, and a client that sends the same few requests and reads small
+JSON answers needs a narrow, strict reader, not a general one. It accepts
+what h11 accepts from a server, except what can be read two ways (see
+:class:`Conversation`).
 
 Failures are raised as httpcore's exception classes: the pools sit behind
 ``httpx.HTTPTransport.handle_request``, which maps those (and only those)
@@ -20,7 +23,6 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-import h11
 import httpcore
 
 if TYPE_CHECKING:
@@ -30,6 +32,7 @@ __all__ = [
     "HEAD_LIMIT",
     "BrokenAnswer",
     "Conversation",
+    "Head",
     "Origin",
     "PartialAnswer",
     "authority",
@@ -47,9 +50,6 @@ __all__ = [
 
 HEAD_LIMIT: Final = 16384
 """Most bytes of an answer's head (status line and headers)."""
-
-_SEEN_LIMIT = 4 * HEAD_LIMIT  # heads kept for the checks below: 1xx ones and the answer's
-_LISTED_LENGTH = re.compile(rb"\ncontent-length[ \t]*:[^\r\n]*,", re.IGNORECASE)
 
 
 Origin = tuple[bytes, bytes, int]
@@ -96,7 +96,7 @@ def prepared(
     )
 
 
-def response_of(head: h11.Response, content: Any) -> httpcore.Response:
+def response_of(head: Head, content: Any) -> httpcore.Response:
     """The httpcore response for ``head``, its body streamed from ``content``."""
     return httpcore.Response(
         status=head.status_code,
@@ -133,7 +133,7 @@ def tunnel_request(route: Route) -> tuple[Conversation, bytes]:
     return talk, talk.request(b"CONNECT", route.tunnel, headers, None)
 
 
-def check_tunnel(talk: Conversation, head: h11.Response, *, more_bytes: bool) -> None:
+def check_tunnel(talk: Conversation, head: Head, *, more_bytes: bool) -> None:
     """Raise unless the proxy opened the tunnel, and sent nothing past its answer.
 
     A proxy's 5xx is its own trouble, retried like a failed connect (the
@@ -144,27 +144,8 @@ def check_tunnel(talk: Conversation, head: h11.Response, *, more_bytes: bool) ->
         raise httpcore.ConnectError(f"the proxy could not open the tunnel ({status})")
     if not 200 <= status < 300:
         raise httpcore.ProxyError(f"the proxy refused the tunnel ({status})")
-    if talk.state.trailing_data[0] or more_bytes:
+    if talk.leftover or more_bytes:
         raise httpcore.ProxyError("the proxy sent bytes before the tunnel opened")
-
-
-_EVENTS: dict[tuple[bytes, bytes, tuple[tuple[bytes, bytes], ...]], h11.Request] = {}
-_EVENTS_KEPT = 256
-
-
-def _request_event(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> h11.Request:
-    # h11 checks every header of a request with regular expressions when the
-    # event is made (a third of a small call's cost); a driver sends the same
-    # request again and again (every heartbeat of a run is the same), and h11's
-    # events are immutable: each distinct one is made, and checked, once.
-    key = (method, target, tuple(headers))
-    event = _EVENTS.get(key)
-    if event is None:
-        event = h11.Request(method=method, target=target, headers=headers)
-        if len(_EVENTS) >= _EVENTS_KEPT:
-            _EVENTS.clear()
-        _EVENTS[key] = event
-    return event
 
 
 class PartialAnswer(Exception):  # noqa: N818 - a marker, never raised on its own
@@ -201,25 +182,140 @@ def overdue_error() -> httpcore.ReadTimeout:
     return httpcore.ReadTimeout("the request's deadline passed")
 
 
+# -- the request ------------------------------------------------------------------
+
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_VALUE = rb"[\t\x20-\x7e\x80-\xff]*"
+# A request head as RFC 9112 writes it: every name a token, no control
+# character (CR, LF, NUL...) in the target or any value. Checked as one
+# string, in one pass: nothing a caller passes can split a header or a line.
+_REQUEST_HEAD = re.compile(
+    _TOKEN + rb" [\x21-\x7e\x80-\xff]+ HTTP/1\.1\r\n(?:" + _TOKEN + rb":" + _VALUE + rb"\r\n)*\r\n"
+)
+
+_Framing = tuple[bytes, int | None, bool]  # head bytes, Content-Length, chunked
+_HEADS: dict[tuple[bytes, bytes, tuple[tuple[bytes, bytes], ...]], _Framing] = {}
+_HEADS_KEPT = 256
+
+
+def _request_head(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> _Framing:
+    # A driver sends the same few requests again and again (every heartbeat of
+    # a run is the same): each distinct head is written and checked once.
+    key = (method, target, tuple(headers))
+    found = _HEADS.get(key)
+    if found is not None:
+        return found
+    length: int | None = None
+    chunked = False
+    lines = [b"%s %s HTTP/1.1\r\n" % (method, target)]
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == b"content-length":
+            if not value.isdigit() or (length is not None and int(value) != length):
+                raise _invalid_request()
+            length = int(value)
+        elif lowered == b"transfer-encoding":
+            if value.strip().lower() != b"chunked":
+                raise _invalid_request()
+            chunked = True
+        lines.append(b"%s: %s\r\n" % (name, value))
+    lines.append(b"\r\n")
+    head = b"".join(lines)
+    if not _REQUEST_HEAD.fullmatch(head) or (chunked and length is not None):
+        raise _invalid_request()
+    framing = (head, length, chunked)
+    if len(_HEADS) >= _HEADS_KEPT:
+        _HEADS.clear()
+    _HEADS[key] = framing
+    return framing
+
+
+def _invalid_request() -> httpcore.LocalProtocolError:
+    # Never quote the value: it may be a credential.
+    return httpcore.LocalProtocolError(
+        "the request has an invalid header or target (value not shown)"
+    )
+
+
+# -- the answer -------------------------------------------------------------------
+
+_HEAD_END = re.compile(rb"\n\r?\n")
+_STATUS_LINE = re.compile(rb"HTTP/1\.([0-9]) ([0-9]{3})(?: ([\t\x20-\x7e\x80-\xff]*))?\r?")
+_FIELDS = re.compile(rb"(?:" + _TOKEN + rb":" + _VALUE + rb"\r?\n)*")
+_FIELD = re.compile(rb"(" + _TOKEN + rb"):(" + _VALUE + rb")\r?\n")
+_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[\t\x20-\x7e\x80-\xff]*)?")
+_CHUNK_LINE_LIMIT = 1024
+
+# How an answer's body is framed (RFC 9112 section 6.3).
+_NONE, _LENGTH, _CHUNKED, _CLOSE = 0, 1, 2, 3
+# Where a chunked body is: at a chunk's size line, in its data, at the CRLF
+# after its data, or in the trailer section after the last chunk.
+_SIZE, _DATA, _DATA_END, _TRAILERS = 0, 1, 2, 3
+
+
+class Head:
+    """An answer's head: status, reason and headers (names lowercased)."""
+
+    __slots__ = ("headers", "reason", "status_code")
+
+    def __init__(self, status_code: int, reason: bytes, headers: list[tuple[bytes, bytes]]):
+        self.status_code = status_code
+        self.reason = reason
+        self.headers = headers
+
+
+def _protocol_error(message: str) -> httpcore.RemoteProtocolError:
+    return httpcore.RemoteProtocolError(message)
+
+
 class Conversation:
-    """The h11 state of one connection, one request and answer at a time.
+    """One connection's HTTP/1.1 client side, one request and answer at a time, without I/O.
+
+    The pools move bytes; what the bytes mean is decided here, so the same
+    answer gets the same verdict sync and async, however it is cut into
+    reads. Strict where laxness lets an answer be read two ways: a head's
+    size is measured in bytes, every header line is checked (no folded
+    lines, no space before the colon), ``Content-Length`` must be digits
+    (a listed ``15, 15`` is refused), and the connection is reused only when
+    the answer ended exactly at its framing.
 
     ``answered`` turns true with the first byte the server sends for the
     current request: a failure before it, on a reused connection, means the
     server dropped the connection without reading the request.
     """
 
-    __slots__ = ("answered", "consumed", "fed", "head_seen", "state", "unsent")
+    __slots__ = (
+        "_buf",
+        "_chunk_state",
+        "_done",
+        "_eof",
+        "_framing",
+        "_keep_alive",
+        "_left",
+        "_method",
+        "_pos",
+        "_scanned",
+        "answered",
+        "unsent",
+    )
 
     def __init__(self) -> None:
-        self.state = h11.Connection(h11.CLIENT, max_incomplete_event_size=HEAD_LIMIT)
+        self._buf = b""
+        self._pos = 0
+        self._eof = False
+        self._method = b""
+        self._reset()
+
+    def _reset(self) -> None:
         self.answered = False
-        self.head_seen = b""
-        # Bytes fed for the current answer, and how many of them heads used.
-        self.fed = 0
-        self.consumed = 0
         # The request could not be sent whole (the server may still answer).
         self.unsent = False
+        self._scanned = 0
+        self._framing = _NONE
+        self._left = 0
+        self._chunk_state = _SIZE
+        self._keep_alive = False
+        self._done = False
 
     def request(
         self,
@@ -229,88 +325,216 @@ class Conversation:
         body: bytes | None,
     ) -> bytes:
         """The bytes of a whole request (head and body), ready to send."""
-        self.answered = False
-        self.head_seen = b""
-        self.fed = self.consumed = 0
-        state = self.state
-        try:
-            data = state.send(_request_event(method, target, headers))
-            if body:
-                data += state.send(h11.Data(data=body))
-            data += state.send(h11.EndOfMessage())
-        except h11.LocalProtocolError:
-            # h11's words quote the offending value, which may be a credential.
-            raise httpcore.LocalProtocolError(
-                "the request has an invalid header or target (value not shown)"
-            ) from None
-        return data or b""
+        self._reset()
+        self._method = method
+        head, length, chunked = _request_head(method, target, headers)
+        size = len(body) if body else 0
+        if chunked:
+            return head + (b"%x\r\n%s\r\n0\r\n\r\n" % (size, body) if body else b"0\r\n\r\n")
+        if length is None:
+            if not body:
+                return head
+            # No framing header given: the body's length is its framing.
+            return head[:-2] + b"Content-Length: %d\r\n\r\n" % size + body
+        if length != size:
+            raise httpcore.LocalProtocolError("the request's Content-Length differs from its body")
+        return head + body if body else head
 
     def feed(self, data: bytes) -> None:
         """Bytes the server sent (``b""``: it closed the connection)."""
-        if data:
-            self.answered = True
-            self.fed += len(data)
-            if len(self.head_seen) < _SEEN_LIMIT:
-                self.head_seen += data[: _SEEN_LIMIT - len(self.head_seen)]
-        self.state.receive_data(data)
+        if not data:
+            self._eof = True
+            return
+        self.answered = True
+        if self._pos >= len(self._buf):
+            self._buf = data
+            self._scanned = 0
+        else:
+            self._buf = self._buf[self._pos :] + data
+            self._scanned -= self._pos
+        self._pos = 0
 
-    def _head_done(self) -> int:
-        # h11 checks the size of a head it is still waiting for, not of one
-        # that arrived whole in one read: measured here, so the verdict never
-        # depends on how the bytes were cut. Returns where the head ended.
-        start = self.consumed
-        self.consumed = self.fed - len(self.state.trailing_data[0])
-        if self.consumed - start > HEAD_LIMIT:
-            raise httpcore.RemoteProtocolError(
-                f"the server sent a head larger than {HEAD_LIMIT} bytes"
-            )
-        return self.consumed
+    @property
+    def leftover(self) -> bool:
+        """Whether bytes past the current answer's head or end are waiting."""
+        return self._pos < len(self._buf)
 
-    def head(self, deadline: float) -> h11.Response | None:
+    def head(self, deadline: float) -> Head | None:
         """The answer's head once it is complete (``None``: more bytes are needed).
 
         Informational answers (1xx) are skipped, each one on the deadline:
         an endless stream of ``100 Continue`` ends when the deadline does.
         """
         while True:
-            event = self._next()
-            if event is h11.NEED_DATA:
+            buf, pos = self._buf, self._pos
+            found = _HEAD_END.search(buf, max(pos, self._scanned - 2), pos + HEAD_LIMIT + 1)
+            if found is None:
+                if len(buf) - pos > HEAD_LIMIT:
+                    raise _protocol_error(f"the server sent a head larger than {HEAD_LIMIT} bytes")
+                if self._eof:
+                    if pos == len(buf) and not self.answered:
+                        raise _protocol_error("the server closed the connection unanswered")
+                    raise _protocol_error("the connection closed before the answer's head ended")
+                self._scanned = len(buf)
                 return None
-            kind = type(event)
-            if kind is h11.Response:
-                assert isinstance(event, h11.Response)
-                end = self._head_done()
-                if _LISTED_LENGTH.search(self.head_seen, 0, end):
-                    # h11 folds "Content-Length: 15, 15" into 15; other parsers
-                    # refuse it. Refused here, so no reader can disagree.
-                    raise httpcore.RemoteProtocolError("the server sent an invalid Content-Length")
-                return event
-            if kind is h11.InformationalResponse:
-                assert isinstance(event, h11.InformationalResponse)
-                if event.status_code == 101:
-                    raise httpcore.RemoteProtocolError("the server sent status 101 as its answer")
-                self._head_done()
-                seconds_left(deadline)
-                continue
-            # ConnectionClosed where an answer should start.
-            raise httpcore.RemoteProtocolError("the server closed the connection unanswered")
+            end = found.end()
+            self._pos = end
+            self._scanned = end
+            if end - pos > HEAD_LIMIT:
+                raise _protocol_error(f"the server sent a head larger than {HEAD_LIMIT} bytes")
+            head = self._parse_head(buf, pos, found.start() + 1)
+            if head.status_code >= 200:
+                self._frame(head)
+                return head
+            if head.status_code == 101:
+                raise _protocol_error("the server sent status 101 as its answer")
+            seconds_left(deadline)
+
+    def _parse_head(self, buf: bytes, start: int, end: int) -> Head:
+        # buf[start:end] is the status line and the header lines, each
+        # ending in LF (CRLF or a bare LF, as h11 and httpcore accept).
+        line_end = buf.index(b"\n", start, end)
+        status = _STATUS_LINE.fullmatch(buf, start, line_end)
+        if status is None:
+            raise _protocol_error("the server sent an invalid status line")
+        if not _FIELDS.fullmatch(buf, line_end + 1, end):
+            raise _protocol_error("the server sent an invalid header line")
+        headers = [
+            (name.lower(), value.strip(b" \t"))
+            for name, value in _FIELD.findall(buf, line_end + 1, end)
+        ]
+        code = int(status[2])
+        if code < 100:
+            raise _protocol_error("the server sent an invalid status line")
+        self._keep_alive = status[1] != b"0"  # HTTP/1.0: one answer per connection
+        return Head(code, status[3] or b"", headers)
+
+    def _frame(self, head: Head) -> None:
+        status = head.status_code
+        length: int | None = None
+        chunked = False
+        for name, value in head.headers:
+            if name == b"content-length":
+                if (
+                    not value.isdigit()
+                    or len(value) > 18
+                    or (length is not None and int(value) != length)
+                ):
+                    raise _protocol_error("the server sent an invalid Content-Length")
+                length = int(value)
+            elif name == b"transfer-encoding":
+                if chunked or value.lower() != b"chunked":
+                    raise _protocol_error("the server sent a Transfer-Encoding other than chunked")
+                chunked = True
+            elif name == b"connection" and b"close" in (
+                part.strip() for part in value.lower().split(b",")
+            ):
+                self._keep_alive = False
+        if (
+            self._method == b"HEAD"
+            or status in (204, 304)
+            or (self._method == b"CONNECT" and status < 300)
+        ):
+            self._framing = _NONE
+            self._done = True
+        elif chunked:
+            self._framing = _CHUNKED
+            self._chunk_state = _SIZE
+        elif length is not None:
+            self._framing = _LENGTH
+            self._left = length
+            self._done = length == 0
+        else:
+            # Neither: the body runs until the server closes the connection.
+            self._framing = _CLOSE
+            self._keep_alive = False
 
     def body(self) -> bytes | None:
         """The next piece of the body; ``b""`` at its end, ``None`` when more bytes are needed."""
-        while True:
-            event = self._next()
-            if event is h11.NEED_DATA:
+        if self._done:
+            return b""
+        framing = self._framing
+        buf, pos = self._buf, self._pos
+        have = len(buf) - pos
+        if framing == _LENGTH:
+            if not have:
+                self._need()
                 return None
-            kind = type(event)
-            if kind is h11.Data:
-                assert isinstance(event, h11.Data)
-                data = bytes(event.data)
-                if data:
-                    return data
+            take = min(have, self._left)
+            piece = buf if pos == 0 and take == len(buf) else buf[pos : pos + take]
+            self._pos = pos + take
+            self._left -= take
+            self._done = self._left == 0
+            return piece
+        if framing == _CLOSE:
+            if not have:
+                if self._eof:
+                    self._done = True
+                    return b""
+                return None
+            self._pos = len(buf)
+            return buf if pos == 0 else buf[pos:]
+        return self._chunk()
+
+    def _need(self) -> None:
+        # More bytes are needed: an error if none will come.
+        if self._eof:
+            raise _protocol_error("the connection closed before the answer's end")
+
+    def _chunk(self) -> bytes | None:
+        while True:
+            buf, pos = self._buf, self._pos
+            state = self._chunk_state
+            if state == _DATA:
+                have = len(buf) - pos
+                if not have:
+                    self._need()
+                    return None
+                take = min(have, self._left)
+                self._pos = pos + take
+                self._left -= take
+                if not self._left:
+                    self._chunk_state = _DATA_END
+                return buf[pos : pos + take]
+            if state == _DATA_END:
+                # Exactly CRLF after a chunk's data, nothing else.
+                if len(buf) - pos < 2:
+                    if buf[pos:] not in (b"", b"\r"):
+                        raise _protocol_error("the server sent a chunk longer than its size")
+                    self._need()
+                    return None
+                if buf[pos : pos + 2] != b"\r\n":
+                    raise _protocol_error("the server sent a chunk longer than its size")
+                self._pos = pos + 2
+                self._chunk_state = _SIZE
                 continue
-            if kind is h11.EndOfMessage:
+            line_end = buf.find(b"\n", pos)
+            if line_end < 0:
+                if state == _SIZE and len(buf) - pos > _CHUNK_LINE_LIMIT:
+                    raise _protocol_error("the server sent an overlong chunk line")
+                if state == _TRAILERS and self._left + len(buf) - pos > HEAD_LIMIT:
+                    raise _protocol_error("the server sent invalid or overlong trailers")
+                self._need()
+                return None
+            line = buf[pos:line_end]
+            if not line.endswith(b"\r"):
+                raise _protocol_error("the server sent a chunk line without CRLF")
+            line = line[:-1]
+            self._pos = line_end + 1
+            if state == _SIZE:
+                size = _CHUNK_LINE.fullmatch(line)
+                if size is None:
+                    raise _protocol_error("the server sent an invalid chunk size")
+                self._left = int(size[1], 16)
+                # In the trailers, _left counts their bytes.
+                self._chunk_state = _DATA if self._left else _TRAILERS
+            elif not line:  # the empty line that ends the trailers
+                self._done = True
                 return b""
-            raise httpcore.RemoteProtocolError("the connection closed before the answer's end")
+            else:
+                self._left += len(line) + 2
+                if self._left > HEAD_LIMIT or not _FIELDS.fullmatch(line + b"\n"):
+                    raise _protocol_error("the server sent invalid or overlong trailers")
 
     def reusable(self) -> bool:
         """Whether the connection may carry another request, and get it ready if so.
@@ -318,19 +542,14 @@ class Conversation:
         Only when the answer ended exactly where its framing said: bytes past
         it would be read as the next request's answer (a smuggled response).
         """
-        state = self.state
         if (
-            not self.unsent
-            and state.our_state is h11.DONE
-            and state.their_state is h11.DONE
-            and not state.trailing_data[0]
+            self._done
+            and self._keep_alive
+            and not self.unsent
+            and not self._eof
+            and self._pos >= len(self._buf)
         ):
-            state.start_next_cycle()
+            self._buf = b""
+            self._pos = 0
             return True
         return False
-
-    def _next(self) -> object:
-        try:
-            return self.state.next_event()
-        except h11.RemoteProtocolError as exc:
-            raise httpcore.RemoteProtocolError(str(exc)) from None

@@ -181,7 +181,7 @@ class BodyReader:
         chunks = self._chunks
         if len(chunks) == 1 and type(chunks[0]) is bytes:
             return chunks[0]
-        # h11 hands out bytearray slices; the body is always bytes.
+        # A transport may hand out bytearray pieces; the body is always bytes.
         return b"".join(chunks)
 
 

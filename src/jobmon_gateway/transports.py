@@ -15,7 +15,7 @@ guarantees on any request::
 
 What the pool guarantees: the longest of the request's httpx timeouts (or
 the gateway's ``request_timeout``) bounds the whole request, from the pool
-slot to the last byte of the answer; an answer is read by h11's rules, and
+slot to the last byte of the answer; an answer is read by strict HTTP/1.1 rules, and
 its connection reused only when the answer ended exactly at its framing.
 
 The one private name of httpx the SDK uses is ``_pool``, the attribute
