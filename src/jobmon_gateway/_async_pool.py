@@ -254,13 +254,21 @@ class AsyncPool:
                 talk.unsent = True
             while (head := talk.head(deadline)) is None:
                 talk.feed(await stream.read(deadline))
+            whole = talk.whole_body()
         except BaseException as exc:
             self._discard(record, conn)
             marked = broken(exc, talk)
             if marked is exc:
                 raise
             raise marked from exc
-        return response_of(head, _Body(self, record, conn, deadline))
+        if whole is None:
+            return response_of(head, _Body(self, record, conn, deadline))
+        # All of it came with the head: the connection is done with at once.
+        if talk.reusable():
+            self.release(record, conn)
+        else:
+            self._discard(record, conn)
+        return response_of(head, whole)
 
     async def aclose(self) -> None:
         """Close the connections of this loop now, and of closed loops by force."""

@@ -97,10 +97,10 @@ def prepared(
 
 
 def response_of(head: Head, content: Any) -> httpcore.Response:
-    """The httpcore response for ``head``, its body streamed from ``content``."""
+    """The httpcore response for ``head``, its body ``content`` (bytes, or a stream)."""
     return httpcore.Response(
         status=head.status_code,
-        headers=list(head.headers),
+        headers=head.headers,
         content=content,
         extensions={"http_version": b"HTTP/1.1", "reason_phrase": head.reason},
     )
@@ -448,6 +448,15 @@ class Conversation:
             # Neither: the body runs until the server closes the connection.
             self._framing = _CLOSE
             self._keep_alive = False
+
+    def whole_body(self) -> bytes | None:
+        """The whole body if all of it has arrived with the head (most small answers), else
+        ``None``, having taken nothing: the body then streams through :meth:`body`."""
+        if self._done:
+            return b""
+        if self._framing != _LENGTH or len(self._buf) - self._pos < self._left:
+            return None
+        return self.body()
 
     def body(self) -> bytes | None:
         """The next piece of the body; ``b""`` at its end, ``None`` when more bytes are needed."""

@@ -205,13 +205,21 @@ class SyncPool:
                 talk.unsent = True
             while (head := talk.head(deadline)) is None:
                 talk.feed(_recv(conn.sock, deadline))
+            whole = talk.whole_body()
         except BaseException as exc:
             self._discard(conn)
             marked = broken(exc, talk)
             if marked is exc:
                 raise
             raise marked from exc
-        return response_of(head, _Body(self, conn, deadline))
+        if whole is None:
+            return response_of(head, _Body(self, conn, deadline))
+        # All of it came with the head: the connection is done with at once.
+        if talk.reusable():
+            self.release(conn)
+        else:
+            self._discard(conn)
+        return response_of(head, whole)
 
     def close(self) -> None:
         """Close every idle connection; ones in use close when their answer is read."""

@@ -57,8 +57,10 @@ class Deadline:
         return Fault("timeout", f"no complete answer within request_timeout={self.timeout:g}s")
 
 
-def check_head(status: int, headers: Iterable[tuple[str, str]]) -> tuple[str | None, int | None]:
-    """Check an answer's status and framing headers; return its encoding and length.
+def check_head(
+    status: int, headers: Iterable[tuple[bytes, bytes]]
+) -> tuple[str | None, int | None]:
+    """Check an answer's status and framing headers (raw bytes); return its encoding and length.
 
     Refused alike whichever library parsed the head: a status outside
     100-599, both ``Content-Length`` and ``Transfer-Encoding`` (a smuggling
@@ -72,21 +74,23 @@ def check_head(status: int, headers: Iterable[tuple[str, str]]) -> tuple[str | N
     chunked = False
     for name, value in headers:
         lowered = name.lower()
-        if lowered == "content-length":
-            text = value.strip()
-            if not text.isdigit() or len(text) > 18:
+        if lowered == b"content-length":
+            digits = value.strip()
+            if not digits.isdigit() or len(digits) > 18:
                 # "31, 31" is folded by some parsers and refused by others: refuse it.
                 raise Fault("protocol", "the server sent an invalid Content-Length")
-            this = int(text)
-            if this < 0 or (length is not None and this != length):
+            this = int(digits)
+            if length is not None and this != length:
                 raise Fault("protocol", "the server sent conflicting Content-Length headers")
             length = this
-        elif lowered == "transfer-encoding":
-            if chunked or value.strip().lower() != "chunked":
+        elif lowered == b"transfer-encoding":
+            if chunked or value.strip().lower() != b"chunked":
                 raise Fault("protocol", "the server sent a Transfer-Encoding other than chunked")
             chunked = True
-        elif lowered == "content-encoding":
-            encoding = value.strip().lower() if encoding is None else f"{encoding},{value}"
+        elif lowered == b"content-encoding":
+            # Latin-1 maps every byte: a hostile value cannot fail to decode.
+            text = value.strip().lower().decode("latin-1")
+            encoding = text if encoding is None else f"{encoding},{text}"
     if chunked and length is not None:
         raise Fault("protocol", "the server sent both Content-Length and Transfer-Encoding")
     if (status < 200 or status in (204, 304)) and (chunked or length):

@@ -146,15 +146,22 @@ def _request(
     return request
 
 
-def _reader(response: httpx.Response, limit: int) -> tuple[list[tuple[str, str]], BodyReader]:
-    head = response.headers.multi_items()
-    encoding, length = check_head(response.status_code, head)
+def _reader(response: httpx.Response, limit: int) -> BodyReader:
+    # The raw header bytes: decoding every header to text is only worth it
+    # for the answers that keep them (errors) and for response hooks.
+    encoding, length = check_head(response.status_code, response.headers.raw)
     if response.is_stream_consumed:
         # A mock handed back an answer it had read (and decoded) already.
         reader = BodyReader(None, limit)
         reader.feed(response.content)
-        return head, reader
-    return head, BodyReader(encoding, limit, length)
+        return reader
+    return BodyReader(encoding, limit, length)
+
+
+def _answer(response: httpx.Response, body: bytes) -> Answer:
+    status = response.status_code
+    # Only errors keep their headers (Retry-After).
+    return Answer.of(status, () if 200 <= status < 300 else response.headers.multi_items(), body)
 
 
 def _verdict(
@@ -275,7 +282,7 @@ class Sender:
                         response = self.via.handle_request(request)  # type: ignore[union-attr]
                     answered = True
                     try:
-                        head, reader = _reader(response, self._limit)
+                        reader = _reader(response, self._limit)
                         if not response.is_stream_consumed:
                             for chunk in response.iter_raw():
                                 reader.feed(chunk)
@@ -288,7 +295,7 @@ class Sender:
                             leftover.close()
                         response.close()
                 for seen in self._hooks.response:
-                    seen(_as_read(response, request, head, body))
+                    seen(_as_read(response, request, body))
             except httpx.HTTPStatusError as exc:
                 # The lent client raises on error statuses itself (a hook): keep the status.
                 return _status_answer(exc.response, self._limit)
@@ -306,7 +313,7 @@ class Sender:
                     resent = True
                     continue
                 raise verdict from exc
-            return Answer.of(response.status_code, head, body)
+            return _answer(response, body)
 
     def close(self) -> None:
         """Close the transport if the SDK made it; a lent client stays open."""
@@ -385,7 +392,7 @@ class AsyncSender:
             response = await self.via.handle_async_request(request)  # type: ignore[union-attr]
         state["answered"] = True
         try:
-            head, reader = _reader(response, self._limit)
+            reader = _reader(response, self._limit)
             if not response.is_stream_consumed:
                 async for chunk in response.aiter_raw():
                     reader.feed(chunk)
@@ -398,8 +405,8 @@ class AsyncSender:
                 await leftover.aclose()
             await response.aclose()
         for seen in self._hooks.response:
-            await _maybe_await(seen(_as_read(response, request, head, body)))
-        return Answer.of(response.status_code, head, body)
+            await _maybe_await(seen(_as_read(response, request, body)))
+        return _answer(response, body)
 
     async def aclose(self) -> None:
         """Close the transport if the SDK made it; a lent client stays open."""
@@ -415,9 +422,7 @@ async def _maybe_await(result: Any) -> None:
 _DECODED = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
-def _as_read(
-    response: httpx.Response, request: httpx.Request, head: list[tuple[str, str]], body: bytes
-) -> httpx.Response:
+def _as_read(response: httpx.Response, request: httpx.Request, body: bytes) -> httpx.Response:
     """The answer as a response hook sees it: its body read already, by the SDK's reader.
 
     A hook that reads the body (``response.read()``, as httpx's docs show)
@@ -425,7 +430,11 @@ def _as_read(
     """
     return httpx.Response(
         response.status_code,
-        headers=[(name, value) for name, value in head if name.lower() not in _DECODED],
+        headers=[
+            (name, value)
+            for name, value in response.headers.multi_items()
+            if name.lower() not in _DECODED
+        ],
         content=body,
         request=request,
         extensions={"http_version": b"HTTP/1.1"},
