@@ -173,3 +173,27 @@ def test_a_child_forked_beside_an_open_event_loop_opens_its_own_connection() -> 
             loop.run_until_complete(gateway.close())
         finally:
             loop.close()
+
+
+def test_a_child_running_its_parents_event_loop_opens_its_own_connection() -> None:
+    # The child runs the very loop the parent's pooled connection belongs to:
+    # without the fork reset, the pool would hand the child that connection.
+    with port_recorder() as srv:
+        gateway = ServerGateway(requester(srv.server.url), 1, 1)
+        loop = asyncio.new_event_loop()
+        try:
+            assert loop.run_until_complete(gateway.get_server_time()) == SERVER_TIME
+            [parent_port] = srv.ports
+
+            child = in_child(
+                lambda: loop.run_until_complete(gateway.without_retries().get_server_time())
+            )
+            assert child == OK
+            assert len(srv.ports) == 2
+            assert srv.ports[1] != parent_port, "the child sent over the parent's connection"
+
+            assert loop.run_until_complete(gateway.get_server_time()) == SERVER_TIME
+            assert srv.ports[2] == parent_port, "the parent's next call left its pooled connection"
+            loop.run_until_complete(gateway.close())
+        finally:
+            loop.close()

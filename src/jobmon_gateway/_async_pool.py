@@ -11,6 +11,8 @@ is closed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import socket
 import ssl
 import threading
@@ -32,7 +34,7 @@ from ._http11 import (
     seconds_left,
     tunnel_request,
 )
-from ._pool import remember_for_fork
+from ._pool import numeric_address, remember_for_fork
 from ._routing import Route, Routing
 
 __all__ = ["AsyncPool"]
@@ -434,16 +436,25 @@ class AsyncPool:
 
     def forget_after_fork(self) -> None:
         """In a forked child: never touch the parent's connections (their bytes would mix)."""
-        # The child's copies of the sockets are closed (the parent's stay
-        # open); their transports are kept, unused, rather than closed, which
-        # would unregister them from an epoll instance the child shares with
-        # its parent.
-        for record in self._loops.values():
-            for conn in record.idle:
-                if conn.stream.sock is not None:
-                    conn.stream.sock.close()
-            _FORSAKEN.append(record.idle)
-            record.idle = []
+        # The child lets go of its copies of the sockets (the parent's stay
+        # open) without freeing their descriptor numbers: each is pointed at
+        # /dev/null instead of closed. A loop the child goes on running shares
+        # its epoll instance with the parent and still maps those numbers to
+        # the parent's transports: a new socket given a freed number would
+        # never be watched. The transports are kept, unused, rather than
+        # closed, which would unregister the parent's sockets from that epoll.
+        null = os.open(os.devnull, os.O_RDWR)
+        try:
+            for record in self._loops.values():
+                for conn in record.idle:
+                    sock = conn.stream.sock
+                    if sock is not None and sock.fileno() >= 0:
+                        with contextlib.suppress(OSError):
+                            os.dup2(null, sock.fileno())
+                _FORSAKEN.append(record.idle)
+                record.idle = []
+        finally:
+            os.close(null)
         self._loops = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         self._generation += 1
@@ -481,8 +492,12 @@ async def _connected_socket(
     loop: asyncio.AbstractEventLoop, address: tuple[str, int]
 ) -> socket.socket:
     # The pool makes the socket itself so that it can close it even after
-    # its event loop is gone. A numeric address is never looked up.
-    infos = await loop.getaddrinfo(address[0], address[1], type=socket.SOCK_STREAM)
+    # its event loop is gone. A numeric address is never looked up: the
+    # lookup runs on the loop's executor, whose threads a forked child that
+    # runs its parent's loop does not have.
+    infos = numeric_address(*address)
+    if infos is None:
+        infos = await loop.getaddrinfo(address[0], address[1], type=socket.SOCK_STREAM)
     failure: OSError = OSError(f"no address for {address[0]}")
     for family, kind, proto, _, where in infos:
         sock = socket.socket(family, kind, proto)

@@ -38,7 +38,7 @@ from ._http11 import (
 )
 from ._routing import Route, Routing
 
-__all__ = ["SyncPool", "remember_for_fork"]
+__all__ = ["SyncPool", "numeric_address", "remember_for_fork"]
 
 _READ_SIZE = 65536
 
@@ -97,14 +97,20 @@ def _connected_socket(address: tuple[str, int], deadline: float) -> socket.socke
     raise failure
 
 
-def _resolved(host: str, port: int, deadline: float) -> list[Any]:
+def numeric_address(host: str, port: int) -> list[Any] | None:
+    """``getaddrinfo``'s answer for an IP address given as text; ``None`` for a name."""
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        pass
-    else:
-        family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
-        return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port))]
+        return None
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port))]
+
+
+def _resolved(host: str, port: int, deadline: float) -> list[Any]:
+    numeric = numeric_address(host, port)
+    if numeric is not None:
+        return numeric
     # getaddrinfo has no timeout of its own: it runs in a thread of its own,
     # waited for until the deadline (a slow resolver cannot hold the call).
     found: list[Any] = []
