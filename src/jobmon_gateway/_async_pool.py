@@ -34,7 +34,7 @@ from ._http11 import (
     seconds_left,
     tunnel_request,
 )
-from ._pool import numeric_address, remember_for_fork
+from ._pool import numeric_address, remember_for_fork, silent
 from ._routing import Route, Routing
 
 __all__ = ["AsyncPool"]
@@ -149,9 +149,16 @@ class _Connection:
         self.generation = generation
 
     def silent(self) -> bool:
-        # Idle and still open, with nothing sent by the server since its last answer.
+        # Idle and still open, with nothing sent by the server since its last
+        # answer: neither delivered by the loop nor waiting in the socket (the
+        # loop may not have had a turn since the server spoke or closed).
         stream = self.stream
-        return not stream.ended and not stream.chunks and stream.transport is not None
+        return (
+            not stream.ended
+            and not stream.chunks
+            and stream.transport is not None
+            and (stream.sock is None or silent(stream.sock))
+        )
 
 
 class _LoopConnections:

@@ -186,12 +186,12 @@ def overdue_error() -> httpcore.ReadTimeout:
 
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _VALUE = rb"[\t\x20-\x7e\x80-\xff]*"
-# A request head as RFC 9112 writes it: every name a token, no control
-# character (CR, LF, NUL...) in the target or any value. Checked as one
-# string, in one pass: nothing a caller passes can split a header or a line.
-_REQUEST_HEAD = re.compile(
-    _TOKEN + rb" [\x21-\x7e\x80-\xff]+ HTTP/1\.1\r\n(?:" + _TOKEN + rb":" + _VALUE + rb"\r\n)*\r\n"
-)
+# A request as RFC 9112 writes it: every name a token, no control character
+# (CR, LF, NUL...) in the method, target or any value. Each part is checked
+# on its own: nothing a caller passes can split a header or a line.
+_REQUEST_LINE = re.compile(_TOKEN + rb" [\x21-\x7e\x80-\xff]+")
+_NAME = re.compile(_TOKEN)
+_FIELD_VALUE = re.compile(_VALUE)
 
 _Framing = tuple[bytes, int | None, bool]  # head bytes, Content-Length, chunked
 _HEADS: dict[tuple[bytes, bytes, tuple[tuple[bytes, bytes], ...]], _Framing] = {}
@@ -207,8 +207,13 @@ def _request_head(method: bytes, target: bytes, headers: list[tuple[bytes, bytes
         return found
     length: int | None = None
     chunked = False
-    lines = [b"%s %s HTTP/1.1\r\n" % (method, target)]
+    request_line = b"%s %s" % (method, target)
+    if not _REQUEST_LINE.fullmatch(request_line):
+        raise _invalid_request()
+    lines = [request_line, b" HTTP/1.1\r\n"]
     for name, value in headers:
+        if not _NAME.fullmatch(name) or not _FIELD_VALUE.fullmatch(value):
+            raise _invalid_request()
         lowered = name.lower()
         if lowered == b"content-length":
             if not value.isdigit() or (length is not None and int(value) != length):
@@ -221,7 +226,7 @@ def _request_head(method: bytes, target: bytes, headers: list[tuple[bytes, bytes
         lines.append(b"%s: %s\r\n" % (name, value))
     lines.append(b"\r\n")
     head = b"".join(lines)
-    if not _REQUEST_HEAD.fullmatch(head) or (chunked and length is not None):
+    if chunked and length is not None:
         raise _invalid_request()
     framing = (head, length, chunked)
     if len(_HEADS) >= _HEADS_KEPT:
@@ -437,6 +442,10 @@ class Conversation:
         ):
             self._framing = _NONE
             self._done = True
+        elif chunked and length is not None:
+            # Two framings: a reader that picks the other one reads another
+            # answer out of the same bytes (a smuggling vector).
+            raise _protocol_error("the server sent both Content-Length and Transfer-Encoding")
         elif chunked:
             self._framing = _CHUNKED
             self._chunk_state = _SIZE
@@ -518,10 +527,19 @@ class Conversation:
                 self._chunk_state = _SIZE
                 continue
             line_end = buf.find(b"\n", pos)
+            pending = (len(buf) if line_end < 0 else line_end) - pos
+            # The limits count a line without its CRLF (a size line) or with
+            # it (the trailers), and are applied to a line still arriving by
+            # the least it can come to: the verdict never depends on the cuts.
+            if state == _SIZE and pending > _CHUNK_LINE_LIMIT + 1:
+                raise _protocol_error("the server sent an overlong chunk line")
             if line_end < 0:
-                if state == _SIZE and len(buf) - pos > _CHUNK_LINE_LIMIT:
-                    raise _protocol_error("the server sent an overlong chunk line")
-                if state == _TRAILERS and self._left + len(buf) - pos > HEAD_LIMIT:
+                if (
+                    state == _TRAILERS
+                    and pending
+                    and buf[pos:] != b"\r"
+                    and self._left + pending + 1 > HEAD_LIMIT
+                ):
                     raise _protocol_error("the server sent invalid or overlong trailers")
                 self._need()
                 return None

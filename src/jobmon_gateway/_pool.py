@@ -38,7 +38,7 @@ from ._http11 import (
 )
 from ._routing import Route, Routing
 
-__all__ = ["SyncPool", "numeric_address", "remember_for_fork"]
+__all__ = ["SyncPool", "numeric_address", "remember_for_fork", "silent"]
 
 _READ_SIZE = 65536
 
@@ -58,7 +58,8 @@ class _Connection:
             self.sock.close()
 
 
-def _silent(sock: socket.socket) -> bool:
+def silent(sock: socket.socket) -> bool:
+    """Whether an idle connection's socket has nothing to say (no bytes, no close)."""
     # An idle connection has nothing to say: readable means the server closed
     # or reset it, or sent bytes nobody asked for. poll, not select: select
     # fails on descriptors past 1024, which a busy process has.
@@ -251,7 +252,7 @@ class SyncPool:
                 if conn.origin != origin:
                     continue
                 del self._idle[index]
-                if now - conn.idle_since < self._expiry and _silent(conn.sock):
+                if now - conn.idle_since < self._expiry and silent(conn.sock):
                     return conn
                 conn.close()
         return None
