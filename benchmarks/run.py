@@ -198,9 +198,13 @@ def machine_info(requester: Requester | None = None) -> dict[str, Any]:
         "platform": platform.platform(),
         "packages": packages,
     }
-    if requester is not None:
-        info["sdk_sync_transport"] = type(requester.new_transport()).__name__
-        info["sdk_async_transport"] = type(requester.new_async_transport()).__name__
+    # An older SDK (run side by side from a checkout of it) may have no transports to name.
+    for key, maker in (
+        ("sdk_sync_transport", "new_transport"),
+        ("sdk_async_transport", "new_async_transport"),
+    ):
+        make = getattr(requester, maker, None)
+        info[key] = type(make()).__name__ if make is not None else "none (an older SDK)"
     return info
 
 
@@ -1139,7 +1143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" {info['python']}, {info['platform']}"
     )
     print(f"packages: {packages}")
-    print(f"SDK transports: sync {info['sdk_sync_transport']}, async {info['sdk_async_transport']}")
+    print(
+        f"SDK transports: sync {info.get('sdk_sync_transport')},"
+        f" async {info.get('sdk_async_transport')}"
+    )
     print(
         f"mode: {'quick' if args.quick else 'full'}, rounds {rounds}, placement {args.placement}",
         flush=True,
