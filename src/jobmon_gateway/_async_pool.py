@@ -22,6 +22,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 import httpcore
+import httpx
 
 from ._http11 import (
     Conversation,
@@ -231,7 +232,13 @@ class AsyncPool:
     async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
         """Send ``request`` and answer as soon as the head is in; the body streams."""
         origin, deadline, trace, route, target, headers = prepared(request, self._routing)
-        body = b"".join([part async for part in request.stream])  # type: ignore[union-attr]
+        given = request.stream
+        if isinstance(given, httpx.ByteStream):
+            # Bytes given as the content (every gateway call): no need to
+            # iterate asynchronously.
+            body = b"".join(given)
+        else:
+            body = b"".join([part async for part in given])  # type: ignore[union-attr]
         record = await self._record()
         slots = record.slots
         if slots.locked():
