@@ -1054,3 +1054,28 @@ def test_a_streamed_request_body_arrives_chunked(mode: Mode, parts: list[bytes])
         assert headers[b"transfer-encoding"] == b"chunked"
         assert b"content-length" not in headers
         assert body == b"".join(parts)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"X-Token": "a\r\nX-Evil: 1"}, {"Content-Length": "9" * 5000}],
+    ids=["crlf-in-value", "content-length-of-5000-digits"],
+)
+def test_a_malformed_request_is_refused_before_any_connection_is_made(
+    headers: dict[str, str],
+) -> None:
+    # Nothing listens on the port: a connect attempt would fail with ConnectError.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/"
+    with pytest.raises(httpx.LocalProtocolError, match="value not shown"):
+        GatewayTransport().handle_request(httpx.Request("POST", url, headers=headers, content=b"x"))
+
+    async def send_async() -> None:
+        await AsyncGatewayTransport().handle_async_request(
+            httpx.Request("POST", url, headers=headers, content=b"x")
+        )
+
+    with pytest.raises(httpx.LocalProtocolError, match="value not shown"):
+        asyncio.run(send_async())

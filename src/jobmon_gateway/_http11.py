@@ -86,6 +86,8 @@ def prepared(
     origin = origin_of(request.url)
     route = routing.route(*origin)
     target, headers = outgoing(request.url, request.headers, route)
+    # Checked before any connection is made (and kept for the send).
+    _request_head(request.method, target, headers)
     return (
         origin,
         deadline_of(request.extensions),
@@ -216,7 +218,11 @@ def _request_head(method: bytes, target: bytes, headers: list[tuple[bytes, bytes
             raise _invalid_request()
         lowered = name.lower()
         if lowered == b"content-length":
-            if not value.isdigit() or (length is not None and int(value) != length):
+            if (
+                not value.isdigit()
+                or len(value) > 18  # int() of thousands of digits raises ValueError
+                or (length is not None and int(value) != length)
+            ):
                 raise _invalid_request()
             length = int(value)
         elif lowered == b"transfer-encoding":
