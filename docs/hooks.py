@@ -40,6 +40,7 @@ log = logging.getLogger("mkdocs.hooks.schemas")
 SCHEMAS_SECTION = "Schemas"
 SCHEMAS_DIR = "schemas"
 TABLE_MARKER = "<!-- schema-table -->"
+RECORDINGS_MARKER = "<!-- recordings -->"
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,11 @@ def _field_table(schema: dict[str, Any]) -> list[str]:
         lines.append(
             f"| `{name}` | {_cell(_wire_type(node))} | {'yes' if name in required else 'no'}"
             f" | {_cell(str(node.get('description', '')))} |"
+        )
+    if schema.get("additionalProperties") is True:
+        lines.append(
+            "| any other | any JSON value | no | A field a newer server adds: kept, as"
+            " decoded JSON, in the model's `model_extra`. |"
         )
     return lines
 
@@ -317,6 +323,23 @@ def _schemas_table() -> str:
     return "\n".join(lines)
 
 
+def _recordings_note(recordings: dict[str, list[Recording]]) -> str:
+    every = [recording for found in recordings.values() for recording in found]
+    if not every:
+        return (
+            "This site was built without recorded answers (they are read from"
+            " `../shared/wire` or `$JOBMON_WIRE_DIR`): its schema pages show the schemas only."
+        )
+    # Newest server first, as the recordings are read.
+    servers = dict.fromkeys(recording.server for recording in every)
+    return (
+        f"This site was built with {len(every)} recorded"
+        f" answer{'' if len(every) == 1 else 's'}, from Jobmon servers"
+        f" {' and '.join(f'`{server}`' for server in servers)}; a model without one says"
+        " so on its page."
+    )
+
+
 # -- the hooks ----------------------------------------------------------------------------
 
 
@@ -355,7 +378,9 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
 
 
 def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files) -> str:
-    """Fill the schema index's table of models, routes and gateway calls."""
+    """Fill the schema index's table of routes and its note on the recorded answers."""
     if TABLE_MARKER in markdown:
-        return markdown.replace(TABLE_MARKER, _schemas_table())
+        markdown = markdown.replace(TABLE_MARKER, _schemas_table())
+    if RECORDINGS_MARKER in markdown:
+        markdown = markdown.replace(RECORDINGS_MARKER, _recordings_note(_recordings(config)))
     return markdown

@@ -157,6 +157,47 @@ def test_workflow_id_must_be_positive(server: FakeJobmonServer, url: str) -> Non
     assert server.requests == []
 
 
+@pytest.mark.parametrize(
+    ("args", "name"),
+    [
+        (["workflow", "-3"], "workflow_id"),
+        (["watch", "-3", "--interval", "0"], "workflow_id"),
+        (["heartbeat", "-3", "--status", "R"], "workflow_run_id"),
+        (["heartbeat", "--status", "R", "--", "-3"], "workflow_run_id"),
+    ],
+)
+def test_a_negative_id_gets_the_ids_own_check_not_no_such_option(
+    server: FakeJobmonServer, url: str, args: list[str], name: str
+) -> None:
+    line = assert_one_error_line(run("--url", url, *args), 1)
+    assert line == f"error: {name} must be a positive int up to 2**63-1, got -3"
+    assert server.requests == []
+
+
+def test_a_negative_option_value_stays_the_options(server: FakeJobmonServer, url: str) -> None:
+    result = run("--url", url, "heartbeat", "1", "--status", "R", "--next-report-increment", "-5")
+    line = assert_one_error_line(result, 1)
+    assert "next_report_increment" in line
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["workflow", "--bogus", "3"], "No such option '--bogus'"),
+        (["workflow", "-x"], "No such option '-x'"),
+        (["workflow", "1", "-3"], "unexpected extra argument (-3)"),
+    ],
+)
+def test_other_unknown_words_are_still_usage_errors(
+    server: FakeJobmonServer, url: str, args: list[str], said: str
+) -> None:
+    result = run("--url", url, *args)
+    assert result.exit_code == 2
+    assert said in result.stderr
+    assert server.requests == []
+
+
 # -- heartbeat -----------------------------------------------------------------------
 
 

@@ -355,3 +355,62 @@ async def test_a_closed_borrowed_async_client_is_an_error_not_a_silent_swap() ->
         await gateway.get_server_time()
     assert "set_session" in str(refused.value)
     assert async_transport.requests == []
+
+
+# -- fields a newer server adds ------------------------------------------------------------
+
+ADDED = {"added_in_4_0": {"reason": ["kept", 1]}, "note": None}
+"""Fields a newer server might add to an answer; the SDK must keep them."""
+
+NEWER_ANSWERS: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
+    ("log_heartbeat", ("R", 30.0), {"status": "R"}),
+    ("update_status", ("D",), {"status": "D"}),
+    ("terminate_task_instances", (), {"workflow_run_id": 8, "num_terminated": 2}),
+    ("get_task_status_updates", (), {"tasks_by_status": {"Q": [1], "Z": [2]}, **TIME}),
+    ("queue_task_batch", (3, [1, 2], 4, 5), {"tasks_by_status": {"Q": [1, 2]}}),
+    ("get_downstream_tasks", ([1], 9), {"downstream_tasks": {"1": [4, [2]]}}),
+]
+
+
+@pytest.mark.parametrize(
+    ("call", "args", "answer"), NEWER_ANSWERS, ids=[row[0] for row in NEWER_ANSWERS]
+)
+async def test_fields_a_newer_server_adds_are_kept_async(
+    gateway: ServerGateway,
+    httpx_mock: HTTPXMock,
+    call: str,
+    args: tuple[Any, ...],
+    answer: dict[str, Any],
+) -> None:
+    httpx_mock.add_response(json={**answer, **ADDED})
+    try:
+        result = await getattr(gateway, call)(*args)
+    finally:
+        await gateway.close()
+    assert result.model_extra == ADDED
+    assert result.model_dump(exclude=set(ADDED)).keys() == answer.keys()
+
+
+@pytest.mark.parametrize(
+    ("call", "args", "answer"), NEWER_ANSWERS, ids=[row[0] for row in NEWER_ANSWERS]
+)
+def test_fields_a_newer_server_adds_are_kept_sync(
+    gateway: ServerGateway,
+    httpx_mock: HTTPXMock,
+    call: str,
+    args: tuple[Any, ...],
+    answer: dict[str, Any],
+) -> None:
+    httpx_mock.add_response(json={**answer, **ADDED})
+    with gateway:
+        result = getattr(gateway, f"{call}_sync")(*args)
+    assert result.model_extra == ADDED
+    assert result.model_dump(exclude=set(ADDED)).keys() == answer.keys()
+
+
+def test_answers_of_todays_servers_have_no_extra_fields(
+    gateway: ServerGateway, httpx_mock: HTTPXMock
+) -> None:
+    httpx_mock.add_response(json={"status": "R"})
+    with gateway:
+        assert gateway.log_heartbeat_sync("R", 30.0).model_extra == {}

@@ -319,14 +319,54 @@ def test_models_are_frozen() -> None:
     assert task.max_attempts == 3
 
 
-def test_extra_fields_are_ignored() -> None:
-    heartbeat = HeartbeatResponse.model_validate_json(b'{"status": "R", "added_in_4_0": 1}')
-    assert heartbeat.model_dump() == {"status": "R"}
-    assert not hasattr(heartbeat, "added_in_4_0")
+def test_fields_a_newer_server_adds_are_kept_in_model_extra() -> None:
+    heartbeat = HeartbeatResponse.model_validate_json(
+        b'{"status": "R", "added_in_4_0": {"reason": ["x", 1]}}'
+    )
+    assert heartbeat.status is WorkflowRunStatus.RUNNING
+    assert heartbeat.model_extra == {"added_in_4_0": {"reason": ["x", 1]}}
     terminated = TerminateTaskInstancesResponse.model_validate_json(
         b'{"workflow_run_id": 1, "num_terminated": 0, "extra": [1, 2]}'
     )
     assert terminated.num_terminated == 0
+    assert terminated.model_extra == {"extra": [1, 2]}
+    # Beside a positional row, and beside the empty row of an unknown workflow.
+    for row, workflow in (
+        (b"[1, 2, 37]", WorkflowMetadata(workflow_id=1, dag_id=2, max_concurrently_running=37)),
+        (b"[]", None),
+    ):
+        metadata = WorkflowMetadataResponse.model_validate_json(
+            b'{"workflow": ' + row + b', "owner": "me"}'
+        )
+        assert metadata.workflow == workflow
+        assert metadata.model_extra == {"owner": "me"}
+    snapshot = TaskStatusUpdatesResponse.model_validate_json(
+        b'{"tasks_by_status": {"Z": [1]}, "time": "2026-11-28 17:56:34", "page": 2}'
+    )
+    assert snapshot.tasks_by_status == {"Z": [1]}
+    assert snapshot.model_extra == {"page": 2}
+
+
+def test_an_answer_without_new_fields_has_empty_model_extra() -> None:
+    assert HeartbeatResponse.model_validate_json(b'{"status": "R"}').model_extra == {}
+    assert TerminateTaskInstancesResponse.from_answer(b"null", 7).model_extra == {}
+    (task,) = TasksResponse.model_validate_json('{"tasks": {"1": ' + ROW + "}}").tasks.values()
+    assert task.model_extra == {}
+
+
+def test_kept_fields_cannot_shadow_the_models_own_names() -> None:
+    heartbeat = HeartbeatResponse.model_validate_json(
+        b'{"status": "R", "model_extra": 1, "model_dump": 2, "__dict__": 3}'
+    )
+    assert heartbeat.model_extra == {"model_extra": 1, "model_dump": 2, "__dict__": 3}
+    assert heartbeat.model_dump()["status"] == "R"
+
+
+def test_a_positional_row_of_another_length_is_still_refused() -> None:
+    with pytest.raises(ValidationError, match="a get_tasks row has 9 fields, got 10"):
+        TasksResponse.model_validate_json('{"tasks": {"1": ' + ROW[:-1] + ', "new"]}}')
+    with pytest.raises(ValidationError, match="got a list of 4"):
+        WorkflowMetadataResponse.model_validate_json(b'{"workflow": [1, 2, 37, 4]}')
 
 
 def _public_models() -> list[type[BaseModel]]:

@@ -183,7 +183,7 @@ def _raw_forms() -> Iterator[Any]:
         id="unknown-status-letter",
     )
     yield pytest.param(
-        "HeartbeatResponse", {"status": "R", "added_later": True}, id="extra-field-ignored"
+        "HeartbeatResponse", {"status": "R", "added_later": True}, id="extra-field-kept"
     )
 
 
@@ -193,6 +193,17 @@ def test_raw_wire_forms_are_accepted_by_schema_and_model(
 ) -> None:
     assert list(_validator(exported[name]).iter_errors(body)) == []
     _model(name).model_validate_json(json.dumps(body))
+
+
+@pytest.mark.parametrize(("name", "body"), list(_raw_forms()))
+def test_a_field_a_newer_server_adds_is_allowed_by_schema_and_kept_by_model(
+    name: str, body: Any, exported: dict[str, dict[str, Any]]
+) -> None:
+    newer = {**body, "added_later": {"any": ["json", 1]}}
+    assert list(_validator(exported[name]).iter_errors(newer)) == []
+    assert exported[name]["additionalProperties"] is True
+    kept = _model(name).model_validate_json(json.dumps(newer)).model_extra
+    assert kept == {"added_later": {"any": ["json", 1]}}
 
 
 def _refused_forms() -> Iterator[Any]:

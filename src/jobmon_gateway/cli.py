@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -267,6 +268,45 @@ class _Commands(click.Group):
             _stopped()
 
 
+_NEGATIVE_NUMBER = re.compile(r"-[0-9]+")
+
+
+class _IdCommand(click.Command):
+    """A command taking an id, where ``-3`` is a (refused) id, not an unknown option.
+
+    click takes every word that starts with ``-`` for an option and would say
+    "No such option '-3'"; the id's own check says what is wrong with it.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        takes_value = {
+            name
+            for param in self.params
+            if isinstance(param, click.Option) and not param.is_flag and not param.count
+            for name in param.opts
+        }
+        kept: list[str] = []
+        negative: list[str] = []
+        after_dashes: list[str] = []
+        index = 0
+        while index < len(args):
+            word = args[index]
+            if word == "--":
+                after_dashes = args[index + 1 :]
+                break
+            if word in takes_value:
+                # An option's value is the option's, even when it looks negative.
+                kept += args[index : index + 2]
+                index += 2
+                continue
+            (negative if _NEGATIVE_NUMBER.fullmatch(word) else kept).append(word)
+            index += 1
+        if negative:
+            # After "--" click reads every word as an argument.
+            args = [*kept, "--", *negative, *after_dashes]
+        return super().parse_args(ctx, args)
+
+
 def _stopped() -> NoReturn:
     click.echo("stopped", err=True)
     sys.exit(130)
@@ -315,7 +355,7 @@ def time_command(obj: _Context) -> None:
     obj.emit({"time": now.isoformat(sep=" ")}, lambda: click.echo(now.isoformat(sep=" ")))
 
 
-@main.command("workflow")
+@main.command("workflow", cls=_IdCommand)
 @click.argument("workflow_id", type=int)
 @click.pass_obj
 def workflow_command(obj: _Context, workflow_id: int) -> None:
@@ -410,7 +450,7 @@ def watch_workflow(
             time.sleep(interval)
 
 
-@main.command("watch")
+@main.command("watch", cls=_IdCommand)
 @click.argument("workflow_id", type=int)
 @click.option(
     "--interval",
@@ -458,7 +498,7 @@ def _status_name(letter: str) -> str | None:
         return None
 
 
-@main.command("heartbeat")
+@main.command("heartbeat", cls=_IdCommand)
 @click.argument("workflow_run_id", type=int)
 @click.option("--status", required=True, help="The run's status letter, e.g. R.")
 @click.option("--next-report-increment", default=30.0, show_default=True, type=float)

@@ -15,6 +15,9 @@ Each wire quirk documented in PROTOCOL.md is handled here, once:
   out as naive :class:`~datetime.datetime`; ``"0000-00-00 00:00:00"`` is refused.
 * Status letters a newer server may add are kept as plain ``str``; the known
   ones come out as :class:`TaskStatus` / :class:`WorkflowRunStatus` members.
+* Fields a newer server adds to an answer object are kept, as they came
+  (decoded JSON), in pydantic's ``model.model_extra``; a positional row
+  (``get_tasks``, ``fetch_workflow_metadata``) of another length is refused.
 
 The JSON Schema of a model in validation mode (``Model.model_json_schema()``)
 describes the *wire* payload, quirks included: positional rows, Python-literal
@@ -197,8 +200,10 @@ def _as_positional(object_schema: dict[str, Any], fields: Sequence[str]) -> dict
 
 
 class _Response(BaseModel):
-    # Newer servers may add fields; ignoring them keeps old SDKs working.
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    # Newer servers may add fields: they must not fail an old SDK, and they
+    # are kept (pydantic's `model_extra`) so that a user can read them before
+    # the SDK knows them.
+    model_config = ConfigDict(frozen=True, extra="allow")
 
 
 class HeartbeatResponse(_Response):
@@ -345,13 +350,14 @@ class WorkflowMetadataResponse(_Response):
     def _positional(cls, data: Any) -> Any:
         if isinstance(data, dict) and isinstance(row := data.get("workflow"), list):
             if not row:
-                return {"workflow": None}
+                return {**data, "workflow": None}
             if len(row) != 3:
                 raise ValueError(
                     "workflow must be [workflow_id, dag_id, max_concurrently_running],"
                     f" got a list of {len(row)}"
                 )
-            return {"workflow": dict(zip(_WORKFLOW_ROW_FIELDS, row, strict=True))}
+            # Other keys (a newer server's) are kept beside it.
+            return {**data, "workflow": dict(zip(_WORKFLOW_ROW_FIELDS, row, strict=True))}
         return data
 
 
