@@ -196,49 +196,62 @@ _NAME = re.compile(_TOKEN)
 _FIELD_VALUE = re.compile(_VALUE)
 
 _Framing = tuple[bytes, int | None, bool]  # head bytes, Content-Length, chunked
-_HEADS: dict[tuple[bytes, bytes, tuple[tuple[bytes, bytes], ...]], _Framing] = {}
-_HEADS_KEPT = 256
+# Each header pair, checked, as its line and what it says of the framing
+# (-1: nothing; -2: chunked; else the Content-Length). A driver sends the same
+# few headers again and again; one of them (the request id) changes on every
+# call, so pairs are kept rather than whole heads.
+_LINES: dict[tuple[bytes, bytes], tuple[bytes, int]] = {}
+_LINES_KEPT = 1024
+_TARGETS: set[bytes] = set()
+
+
+def _header_line(name: bytes, value: bytes) -> tuple[bytes, int]:
+    if not _NAME.fullmatch(name) or not _FIELD_VALUE.fullmatch(value):
+        raise _invalid_request()
+    lowered = name.lower()
+    framing = -1
+    if lowered == b"content-length":
+        # int() of thousands of digits raises ValueError: at most 18.
+        if not value.isdigit() or len(value) > 18:
+            raise _invalid_request()
+        framing = int(value)
+    elif lowered == b"transfer-encoding":
+        if value.strip().lower() != b"chunked":
+            raise _invalid_request()
+        framing = -2
+    return b"%s: %s\r\n" % (name, value), framing
 
 
 def _request_head(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> _Framing:
-    # A driver sends the same few requests again and again (every heartbeat of
-    # a run is the same): each distinct head is written and checked once.
-    key = (method, target, tuple(headers))
-    found = _HEADS.get(key)
-    if found is not None:
-        return found
+    request_line = b"%s %s" % (method, target)
+    if request_line not in _TARGETS:
+        if not _REQUEST_LINE.fullmatch(request_line):
+            raise _invalid_request()
+        if len(_TARGETS) >= _LINES_KEPT:
+            _TARGETS.clear()
+        _TARGETS.add(request_line)
     length: int | None = None
     chunked = False
-    request_line = b"%s %s" % (method, target)
-    if not _REQUEST_LINE.fullmatch(request_line):
-        raise _invalid_request()
     lines = [request_line, b" HTTP/1.1\r\n"]
-    for name, value in headers:
-        if not _NAME.fullmatch(name) or not _FIELD_VALUE.fullmatch(value):
-            raise _invalid_request()
-        lowered = name.lower()
-        if lowered == b"content-length":
-            if (
-                not value.isdigit()
-                or len(value) > 18  # int() of thousands of digits raises ValueError
-                or (length is not None and int(value) != length)
-            ):
-                raise _invalid_request()
-            length = int(value)
-        elif lowered == b"transfer-encoding":
-            if value.strip().lower() != b"chunked":
-                raise _invalid_request()
+    for pair in headers:
+        found = _LINES.get(pair)
+        if found is None:
+            found = _header_line(*pair)
+            if len(_LINES) >= _LINES_KEPT:
+                _LINES.clear()
+            _LINES[pair] = found
+        line, framing = found
+        if framing == -2:
             chunked = True
-        lines.append(b"%s: %s\r\n" % (name, value))
+        elif framing >= 0:
+            if length is not None and framing != length:
+                raise _invalid_request()
+            length = framing
+        lines.append(line)
     lines.append(b"\r\n")
-    head = b"".join(lines)
     if chunked and length is not None:
         raise _invalid_request()
-    framing = (head, length, chunked)
-    if len(_HEADS) >= _HEADS_KEPT:
-        _HEADS.clear()
-    _HEADS[key] = framing
-    return framing
+    return b"".join(lines), length, chunked
 
 
 def _invalid_request() -> httpcore.LocalProtocolError:
