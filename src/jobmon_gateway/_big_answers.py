@@ -1,0 +1,276 @@
+"""The three big answers decoded at a typed decoder's pace, with the models' verdict.
+
+A workflow driver reads a few answers in bulk: every task page by page at
+start-up (``get_tasks``), full status snapshots of up to millions of ids, the
+downstream map. Through the models, each ``get_tasks`` row costs five Python
+validators and four tracked objects, and a snapshot's ids are validated into
+new lists while the parsed ones still exist. Here each answer's usual wire form
+is checked in Rust (pydantic-core, with the models' own types), with at most one
+Python step per row, and built into the very objects the models would give.
+
+The models in :mod:`.models` stay the definition: an answer this path does not
+take (a malformed one, or an unusual form the models accept, such as a resource
+field sent as a JSON object or an id sent as ``"7"``) is decoded again by its
+model, so every result and every error is the model's. The property tests
+compare both on generated answers.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import pydantic_core
+from pydantic import BaseModel
+from pydantic_core import SchemaValidator, core_schema
+
+from .models import (
+    MAX_ID,
+    DownstreamTasksResponse,
+    TaskMetadata,
+    TasksResponse,
+    TaskStatus,
+    TaskStatusUpdatesResponse,
+    _evaluate,
+    _fresh,
+)
+
+__all__ = ["decode_downstream_tasks", "decode_task_status_updates", "decode_tasks"]
+
+
+class _UnusualFormError(ValueError):
+    """The answer is not in the usual form: its model decodes it instead."""
+
+
+def _with_field_schema(
+    model: type[BaseModel], field: str, replace: Callable[[Any], Any]
+) -> SchemaValidator:
+    # The model's own core schema (its config, its other fields, how pydantic
+    # builds its instances, extras included) with one field's schema replaced.
+    schema = model.__pydantic_core_schema__
+    fields_schema = schema.get("schema", {})
+    if schema.get("type") != "model" or fields_schema.get("type") != "model-fields":
+        raise RuntimeError(f"unexpected core schema for {model.__name__}")  # pragma: no cover
+    fields = dict(fields_schema["fields"])
+    fields[field] = {**fields[field], "schema": replace(fields[field]["schema"])}
+    faster = {**schema, "schema": {**fields_schema, "fields": fields}}
+    faster.pop("ref", None)
+    return SchemaValidator(faster)
+
+
+# ---------------------------------------------------------------------------
+# get_tasks: rows as positional tuples, each TaskMetadata built once.
+
+_LITERAL_TEXT = core_schema.nullable_schema(core_schema.str_schema())
+# A row as the servers send it (the nine fields of TaskMetadata, in order);
+# the int and str checks are the model fields' own.
+_ROW = core_schema.tuple_schema(
+    [
+        core_schema.int_schema(),  # array_id
+        core_schema.str_schema(),  # status
+        core_schema.int_schema(),  # max_attempts
+        _LITERAL_TEXT,  # resource_scales
+        _LITERAL_TEXT,  # fallback_queues
+        _LITERAL_TEXT,  # requested_resources
+        core_schema.str_schema(),  # cluster_name
+        core_schema.str_schema(),  # queue_name
+        core_schema.int_schema(),  # array_max_concurrently_running
+    ]
+)
+_PAGE = SchemaValidator(
+    core_schema.typed_dict_schema(
+        {
+            "tasks": core_schema.typed_dict_field(
+                core_schema.dict_schema(
+                    core_schema.int_schema(gt=0, le=MAX_ID), _ROW, fail_fast=True
+                )
+            )
+        }
+    )
+)
+
+_TASK_STATUSES: dict[str, TaskStatus] = {status.value: status for status in TaskStatus}
+
+# A parsed literal is kept once and copied for every task (no two tasks share
+# a container): `text -> a callable giving a fresh copy`. null and "None" are
+# the empty value, as in the model.
+_Copy = Callable[[], Any]
+_DICT_SEEDS: dict[str | None, _Copy] = {None: dict, "None": dict}
+_LIST_SEEDS: dict[str | None, _Copy] = {None: list, "None": list}
+_DICT_LITERALS: dict[str | None, _Copy] = dict(_DICT_SEEDS)
+_LIST_LITERALS: dict[str | None, _Copy] = dict(_LIST_SEEDS)
+_LITERALS_KEPT = 1024
+"""Most literals kept per kind (a workflow repeats a few strings)."""
+_LITERAL_KEPT_CHARS = 256
+"""Only literals this short are kept: the usual few strings repeated across rows."""
+
+
+def _literal_copy(
+    kept: dict[str | None, _Copy], seeds: dict[str | None, _Copy], text: str, kind: type
+) -> _Copy:
+    # A literal not seen yet: parsed by the model's bounded parser, and of the
+    # exact type the field holds (a tuple for a list, say, goes to the model,
+    # which converts it).
+    try:
+        value, flat = _evaluate(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        raise _UnusualFormError("not a Python literal") from None
+    container: dict[str, Any] | list[Any] = value
+    if type(container) is not kind:
+        raise _UnusualFormError(f"not a {kind.__name__}")
+    copy: _Copy = container.copy if flat else functools.partial(_fresh, container)
+    if len(text) <= _LITERAL_KEPT_CHARS:
+        if len(kept) >= _LITERALS_KEPT:
+            kept.clear()  # bounded, whatever a server sends
+            kept.update(seeds)
+        kept[text] = copy
+    return copy
+
+
+def _dict_literal(text: str) -> _Copy:
+    return _literal_copy(_DICT_LITERALS, _DICT_SEEDS, text, dict)
+
+
+def _list_literal(text: str) -> _Copy:
+    return _literal_copy(_LIST_LITERALS, _LIST_SEEDS, text, list)
+
+
+# How pydantic itself builds a model without validating it (model_construct
+# sets the same four slots), through the slots' own descriptors: a third of
+# the cost of object.__setattr__ by name.
+_new = object.__new__
+_set_dict = vars(BaseModel)["__dict__"].__set__
+_set_fields_set = vars(BaseModel)["__pydantic_fields_set__"].__set__
+_set_extra = vars(BaseModel)["__pydantic_extra__"].__set__
+_set_private = vars(BaseModel)["__pydantic_private__"].__set__
+# Every row sets all nine fields: one set for all of them, as model_construct
+# shares the `_fields_set` it is given (model_copy copies it before adding).
+_ALL_TASK_FIELDS = set(TaskMetadata.model_fields)
+# extra="allow" gives every validated instance its own (empty) extras dict.
+_TASK_EXTRAS = TaskMetadata.model_config.get("extra") == "allow"
+if TaskMetadata.__pydantic_post_init__ or TaskMetadata.__private_attributes__:
+    raise RuntimeError("TaskMetadata rows are built without model_post_init")  # pragma: no cover
+
+
+def _tasks(content: bytes) -> dict[int, TaskMetadata]:
+    rows: dict[int, Any] = _PAGE.validate_json(content)["tasks"]
+    statuses, dicts, lists = _TASK_STATUSES, _DICT_LITERALS, _LIST_LITERALS
+    task_fields, extras = _ALL_TASK_FIELDS, _TASK_EXTRAS
+    # One loop, no call per field: this runs for every task of a workflow.
+    for task_id, row in rows.items():
+        (array_id, status, attempts, scales, queues, resources, cluster, queue, limit) = row
+        task = _new(TaskMetadata)
+        _set_dict(
+            task,
+            {
+                "array_id": array_id,
+                "status": statuses.get(status, status),
+                "max_attempts": attempts,
+                "resource_scales": (dicts.get(scales) or _dict_literal(scales))(),
+                "fallback_queues": (lists.get(queues) or _list_literal(queues))(),
+                "requested_resources": (dicts.get(resources) or _dict_literal(resources))(),
+                "cluster_name": cluster,
+                "queue_name": queue,
+                "array_max_concurrently_running": limit,
+            },
+        )
+        _set_fields_set(task, task_fields)
+        _set_extra(task, {} if extras else None)
+        _set_private(task, None)
+        rows[task_id] = task  # a value replaced in place: the dict keeps its size
+    return rows
+
+
+def decode_tasks(content: bytes) -> dict[int, TaskMetadata]:
+    """A ``get_tasks`` answer's tasks by id, as :class:`~.models.TasksResponse` gives them."""
+    try:
+        return _tasks(content)
+    except ValueError:
+        # Not the usual form, or not valid: the model decides, and says why.
+        return TasksResponse.model_validate_json(content).tasks
+
+
+# ---------------------------------------------------------------------------
+# task_status_updates: the parsed id lists checked where they are.
+
+BIG_SNAPSHOT_BYTES = 1 << 20
+"""From this size on a snapshot is parsed to Python first, then checked in place."""
+_IDS_AT_ONCE = 1 << 16
+"""Ids checked per step: the step's copies stay small (0.5 MiB)."""
+_PLAIN_INTS = SchemaValidator(core_schema.list_schema(core_schema.int_schema(strict=True)))
+
+
+def _ids_in_place(value: Any) -> Any:
+    # The parsed list is the result: it is checked a slice at a time (the
+    # slice and its checked copy are dropped at once), never copied whole.
+    # Plain ints only; anything the model would convert ("7", 7.0, true) or
+    # refuse goes to the model.
+    if type(value) is not list:
+        raise _UnusualFormError("not a list")
+    check = _PLAIN_INTS.validate_python
+    for start in range(0, len(value), _IDS_AT_ONCE):
+        check(value[start : start + _IDS_AT_ONCE])
+    return value
+
+
+def _checked_in_place(schema: Any) -> Any:
+    return {**schema, "values_schema": core_schema.no_info_plain_validator_function(_ids_in_place)}
+
+
+_SNAPSHOT = _with_field_schema(TaskStatusUpdatesResponse, "tasks_by_status", _checked_in_place)
+
+
+def decode_task_status_updates(content: bytes) -> TaskStatusUpdatesResponse:
+    """A ``task_status_updates`` answer, as :class:`~.models.TaskStatusUpdatesResponse` gives it."""
+    if len(content) < BIG_SNAPSHOT_BYTES:
+        return TaskStatusUpdatesResponse.model_validate_json(content)
+    # A snapshot of a million ids: validating the JSON in one pass keeps
+    # pydantic's parse tree and the lists alive together (1.5x the memory of
+    # json.loads), validating parsed lists into new ones keeps both lists (the
+    # Performance page). Parsed once, checked in place: the lists are the result.
+    parsed = pydantic_core.from_json(content)
+    try:
+        answer: TaskStatusUpdatesResponse = _SNAPSHOT.validate_python(parsed)
+    except ValueError:
+        return TaskStatusUpdatesResponse.model_validate(parsed)
+    return answer
+
+
+# ---------------------------------------------------------------------------
+# get_downstream_tasks: the three forms of ids told apart in Rust.
+
+
+def _no_ids(_: None) -> list[int]:
+    return []
+
+
+_IDS = core_schema.list_schema(core_schema.int_schema())
+# A JSON list, a JSON-encoded string (3.2 servers, older clients) or null:
+# only the null rows reach Python.
+_NODE_IDS = core_schema.union_schema(
+    [
+        _IDS,
+        core_schema.json_schema(_IDS),
+        core_schema.no_info_after_validator_function(_no_ids, core_schema.none_schema()),
+    ],
+    mode="left_to_right",
+)
+
+
+def _row_ids_in_rust(schema: Any) -> Any:
+    row = schema["values_schema"]
+    node, _ = row["items_schema"]
+    return {**schema, "values_schema": {**row, "items_schema": [node, _NODE_IDS]}}
+
+
+_DOWNSTREAM = _with_field_schema(DownstreamTasksResponse, "downstream_tasks", _row_ids_in_rust)
+
+
+def decode_downstream_tasks(content: bytes) -> DownstreamTasksResponse:
+    """A ``get_downstream_tasks`` answer, as :class:`~.models.DownstreamTasksResponse` gives it."""
+    try:
+        answer: DownstreamTasksResponse = _DOWNSTREAM.validate_json(content)
+    except ValueError:
+        return DownstreamTasksResponse.model_validate_json(content)
+    return answer
