@@ -128,22 +128,20 @@ _TASK_STATUSES: dict[str, TaskStatus] = {status.value: status for status in Task
 # a container): `text -> a callable giving a fresh copy`. null and "None" are
 # the empty value, as in the model.
 _Copy = Callable[[], Any]
-_DICT_SEEDS: dict[str | None, _Copy] = {None: dict, "None": dict}
-_LIST_SEEDS: dict[str | None, _Copy] = {None: list, "None": list}
-_DICT_LITERALS: dict[str | None, _Copy] = dict(_DICT_SEEDS)
-_LIST_LITERALS: dict[str | None, _Copy] = dict(_LIST_SEEDS)
+_DICT_LITERALS: dict[str | None, _Copy] = {None: dict, "None": dict}
+_LIST_LITERALS: dict[str | None, _Copy] = {None: list, "None": list}
 _LITERALS_KEPT = 1024
 """Most literals kept per kind (a workflow repeats a few strings)."""
 _LITERAL_KEPT_CHARS = 256
 """Only literals this short are kept: the usual few strings repeated across rows."""
 
 
-def _literal_copy(
-    kept: dict[str | None, _Copy], seeds: dict[str | None, _Copy], text: str, kind: type
-) -> _Copy:
+def _literal_copy(kept: dict[str | None, _Copy], text: str | None, kind: type) -> _Copy:
     # A literal not seen yet: parsed by the model's bounded parser, and of the
     # exact type the field holds (a tuple for a list, say, goes to the model,
     # which converts it).
+    if text is None or text == "None":  # seeded, unless another thread is refilling
+        return kind
     try:
         value, flat = _evaluate(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
@@ -155,17 +153,17 @@ def _literal_copy(
     if len(text) <= _LITERAL_KEPT_CHARS:
         if len(kept) >= _LITERALS_KEPT:
             kept.clear()  # bounded, whatever a server sends
-            kept.update(seeds)
+            kept.update({None: kind, "None": kind})
         kept[text] = copy
     return copy
 
 
-def _dict_literal(text: str) -> _Copy:
-    return _literal_copy(_DICT_LITERALS, _DICT_SEEDS, text, dict)
+def _dict_literal(text: str | None) -> _Copy:
+    return _literal_copy(_DICT_LITERALS, text, dict)
 
 
-def _list_literal(text: str) -> _Copy:
-    return _literal_copy(_LIST_LITERALS, _LIST_SEEDS, text, list)
+def _list_literal(text: str | None) -> _Copy:
+    return _literal_copy(_LIST_LITERALS, text, list)
 
 
 # Every row sets all nine fields: one set for all of them, as model_construct
