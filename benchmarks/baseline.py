@@ -10,11 +10,14 @@ Written the way the reference Jobmon client talks to the server, minus its retry
   its message as query parameters, other methods as a JSON body;
 * answers are decoded with ``json`` into plain dicts and not validated;
 * downstream ids in the JSON-encoded-string form go through ``json.loads`` row by row;
-* ``get_tasks`` pages with the int max of the returned keys.
+* ``get_tasks`` pages with the int max of the returned keys, and each row's three resource
+  fields go through ``ast.literal_eval``, as the reference swarm's builder does with every
+  task it reads (``jobmon/client/swarm/builder.py``, ``_process_task_from_db``).
 """
 
 from __future__ import annotations
 
+import ast
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +42,16 @@ def _split(method: str, version: str, message: Message | None) -> tuple[Message,
         params.update(message or {})
         return params, None
     return params, message if message is not None else {}
+
+
+def parse_literals(chunk: dict[str, list[Any]]) -> dict[int, list[Any]]:
+    """A get_tasks chunk by int id, each row's three Python-literal fields parsed (uncached)."""
+    rows: dict[int, list[Any]] = {}
+    for task_id, row in chunk.items():
+        parsed = list(row)
+        parsed[3:6] = [ast.literal_eval(text) for text in row[3:6]]
+        rows[int(task_id)] = parsed
+    return rows
 
 
 def parse_downstream(answer: Message) -> Downstream:
@@ -102,7 +115,7 @@ class BaselineClient:
             chunk = self.request("GET", f"/workflow/get_tasks/{workflow_id}", query)["tasks"]
             if not chunk:
                 return tasks
-            tasks.update((int(k), row) for k, row in chunk.items())
+            tasks.update(parse_literals(chunk))
             max_task_id = max(int(k) for k in chunk)
 
     # ---- async: one pooled aiohttp.ClientSession ----
@@ -169,5 +182,5 @@ class BaselineClient:
             chunk = (await self.request_async("GET", route, query))["tasks"]
             if not chunk:
                 return tasks
-            tasks.update((int(k), row) for k, row in chunk.items())
+            tasks.update(parse_literals(chunk))
             max_task_id = max(int(k) for k in chunk)
