@@ -1,7 +1,13 @@
 """Reference-style Jobmon client: the baseline the gateway SDK is benchmarked against.
 
-Written the way the reference Jobmon client talks to the server, minus its retry decorator
-(so the baseline is, if anything, a little faster than the real thing):
+Written the way the reference Jobmon client talks to the server (Jobmon 3.6,
+``jobmon/core/requester.py``), minus its structlog debug line per request and its tracing
+span (so the baseline is, if anything, a little faster than the real thing):
+
+* every call is wrapped in a tenacity retry decorator built for that call, with the
+  reference's stop, wait and retry settings (``Requester._maybe_retry``/``_maybe_retry_async``);
+* every request carries ``X-Server-Structlog-Context``, the client's context dumped to JSON
+  per request, as the reference sends it;
 
 * async calls share one pooled ``aiohttp.ClientSession`` (aiohttp is imported on first async
   use: the sync calls need only ``requests``);
@@ -19,9 +25,11 @@ from __future__ import annotations
 
 import ast
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
+import tenacity  # stamina's own dependency: always installed with the SDK
 
 if TYPE_CHECKING:
     import aiohttp
@@ -33,6 +41,46 @@ REFERENCE_CLIENT_VERSION = "3.4.0"
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 Message = dict[str, Any]
+T = TypeVar("T")
+
+# The reference's defaults (JOBMON__HTTP__RETRIES_ATTEMPTS / RETRIES_TIMEOUT).
+RETRIES_ATTEMPTS = 10
+RETRIES_TIMEOUT = 300
+
+
+class _InvalidResponseError(Exception):
+    """A 5xx or 423 answer: the reference's InvalidResponse, which it retries."""
+
+
+def _should_retry(exception: BaseException) -> bool:
+    return isinstance(exception, _InvalidResponseError | TimeoutError | requests.ConnectionError)
+
+
+def _raise_if_exceeded(state: tenacity.RetryCallState) -> Any:
+    outcome = state.outcome
+    if outcome is not None and outcome.exception() is not None:
+        raise RuntimeError(f"Exceeded HTTP request retry budget due to: {outcome.exception()}")
+
+
+def _retrying(func: Callable[..., T]) -> Callable[..., T]:
+    """``func`` wrapped as the reference wraps every request: a decorator built per call."""
+    wrapped: Callable[..., T] = tenacity.retry(
+        stop=(
+            tenacity.stop_after_attempt(RETRIES_ATTEMPTS)
+            | tenacity.stop_after_delay(RETRIES_TIMEOUT)
+        ),
+        wait=tenacity.wait_exponential_jitter(initial=1, exp_base=2, jitter=1),
+        retry=tenacity.retry_if_exception(_should_retry),
+        retry_error_callback=_raise_if_exceeded,
+    )(func)
+    return wrapped
+
+
+def _headers(context: Message) -> dict[str, str]:
+    # Built per request, as the reference builds it.
+    return {**JSON_HEADERS, "X-Server-Structlog-Context": json.dumps(dict(context))}
+
+
 Downstream = dict[int, list[Any]]  # task_id -> [node_id, downstream node ids or None]
 
 
@@ -70,24 +118,32 @@ class BaselineClient:
         self.base_url = base_url.rstrip("/")
         self.client_version = client_version
         self.timeout = timeout
+        # What the reference swarm adds to its requester's server context.
+        self.context: Message = {"workflow_run_id": 1}
         self._session: aiohttp.ClientSession | None = None
         self._client_timeout: type[aiohttp.ClientTimeout] | None = None
 
     # ---- sync: requests.request without a session (one new TCP connection per call) ----
 
     def request(self, method: str, route: str, message: Message | None = None) -> Any:
-        params, body = _split(method, self.client_version, message)
-        response = requests.request(
-            method,
-            self.base_url + route,
-            params=params,
-            json=body,
-            headers=JSON_HEADERS,
-            timeout=self.timeout,
-        )
-        if response.status_code != 200:
-            raise RuntimeError(f"{method} {route} -> {response.status_code}: {response.text}")
-        return json.loads(response.content)
+        def send() -> Any:
+            params, body = _split(method, self.client_version, message)
+            response = requests.request(
+                method,
+                self.base_url + route,
+                params=params,
+                json=body,
+                headers=_headers(self.context),
+                timeout=self.timeout,
+            )
+            status = response.status_code
+            if status >= 500 or status == 423:
+                raise _InvalidResponseError(f"{method} {route} -> {status}: {response.text}")
+            if status != 200:
+                raise RuntimeError(f"{method} {route} -> {status}: {response.text}")
+            return json.loads(response.content)
+
+        return _retrying(send)()
 
     def log_heartbeat(
         self, workflow_run_id: int, status: str = "R", next_report_increment: float = 30.0
@@ -136,19 +192,27 @@ class BaselineClient:
     async def request_async(self, method: str, route: str, message: Message | None = None) -> Any:
         if self._session is None or self._client_timeout is None:
             raise RuntimeError("use 'async with BaselineClient(...)' for async calls")
-        params, body = _split(method, self.client_version, message)
-        async with self._session.request(
-            method,
-            self.base_url + route,
-            params=params,
-            json=body,
-            headers=JSON_HEADERS,
-            timeout=self._client_timeout(total=self.timeout),
-        ) as response:
-            raw = await response.read()
-            if response.status != 200:
-                raise RuntimeError(f"{method} {route} -> {response.status}: {raw!r}")
-        return json.loads(raw)
+        session, client_timeout = self._session, self._client_timeout
+
+        async def send() -> Any:
+            params, body = _split(method, self.client_version, message)
+            async with session.request(
+                method,
+                self.base_url + route,
+                params=params,
+                json=body,
+                headers=_headers(self.context),
+                timeout=client_timeout(total=self.timeout),
+            ) as response:
+                raw = await response.read()
+                status = response.status
+            if status >= 500 or status == 423:
+                raise _InvalidResponseError(f"{method} {route} -> {status}: {raw!r}")
+            if status != 200:
+                raise RuntimeError(f"{method} {route} -> {status}: {raw!r}")
+            return json.loads(raw)
+
+        return await _retrying(send)()
 
     async def log_heartbeat_async(
         self, workflow_run_id: int, status: str = "R", next_report_increment: float = 30.0
