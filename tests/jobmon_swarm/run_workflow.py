@@ -13,10 +13,22 @@ runs it with the dummy distributor and times ``workflow.run()``. Every task must
 script asks the server itself (a full ``task_status_updates`` through
 jobmon-gateway). It counts aiohttp's "Unclosed client session" reports and
 prints one line per gateway, ``RESULT`` and a JSON object (Jobmon's own log
-lines share the output). It exits 1 if a run does not end DONE, a task is not
-DONE, or the drop-in left a session open. The server is stopped at the end,
-whatever happens. Jobmon's client reads its settings when each workflow is
-made, so every run talks to its own server.
+lines share the output): the tasks, their statuses, and what ``run()`` cost:
+
+- ``wall_seconds``: its wall time (it binds the tasks through Jobmon's own
+  requester, then runs the swarm until the last task is DONE);
+- ``swarm_cpu_seconds``: user + system CPU of this process, the one that
+  calls ``run()`` and runs the swarm and its gateway (``RUSAGE_SELF``);
+- ``children_cpu_seconds``: that of the processes it waited for meanwhile
+  (``RUSAGE_CHILDREN``): the distributor, which on the dummy cluster runs
+  every task itself, in its own process (it starts no worker processes);
+- ``swarm_requests``: the HTTP requests this process sent during ``run()``
+  (binding included), counted as the request lines written to its sockets.
+
+It exits 1 if a run does not end DONE, a task is not DONE, or the drop-in
+left a session open. The server is stopped at the end, whatever happens.
+Jobmon's client reads its settings when each workflow is made, so every run
+talks to its own server.
 """
 
 from __future__ import annotations
@@ -26,14 +38,17 @@ import gc
 import json
 import logging
 import os
+import re
+import resource
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -81,6 +96,70 @@ def jobmon_server(folder: Path) -> Iterator[str]:
             server.kill()
             server.wait()
         log.close()
+
+
+# The start of an HTTP/1.1 request line; a body never starts so.
+REQUEST_LINE = re.compile(rb"(?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) /")
+
+
+class RequestCounter:
+    """Counts the HTTP requests this process sends, whichever client sends them.
+
+    Both gateways and Jobmon's own requester write to ``socket.socket``s:
+    aiohttp and the SDK's async pool through asyncio's transports (``send``),
+    requests and the SDK's sync pool with ``sendall``. Each request line is
+    one request. The distributor is another process and is not counted.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()  # the swarm sends from more than one thread
+
+    def saw(self, data: Any) -> None:
+        """Count ``data`` (one write to a socket) if it starts a request."""
+        if REQUEST_LINE.match(bytes(memoryview(data)[:8])):
+            with self._lock:
+                self.count += 1
+
+
+@contextmanager
+def counting_requests() -> Iterator[RequestCounter]:
+    """Count the requests sent on every socket of this process while the context lasts."""
+    counter = RequestCounter()
+    send: Callable[..., int] = socket.socket.send
+    sendall: Callable[..., None] = socket.socket.sendall
+    sendmsg: Callable[..., int] = socket.socket.sendmsg
+
+    def counted_send(sock: socket.socket, data: Any, *args: Any) -> int:
+        counter.saw(data)
+        return send(sock, data, *args)
+
+    def counted_sendall(sock: socket.socket, data: Any, *args: Any) -> None:
+        counter.saw(data)
+        sendall(sock, data, *args)
+
+    def counted_sendmsg(sock: socket.socket, buffers: Iterable[Any], *args: Any) -> int:
+        buffers = list(buffers)
+        if buffers:
+            counter.saw(buffers[0])
+        return sendmsg(sock, buffers, *args)
+
+    # setattr: mypy refuses assigning to a method, which is the point here.
+    setattr(socket.socket, "send", counted_send)  # noqa: B010
+    setattr(socket.socket, "sendall", counted_sendall)  # noqa: B010
+    setattr(socket.socket, "sendmsg", counted_sendmsg)  # noqa: B010
+    try:
+        yield counter
+    finally:
+        setattr(socket.socket, "send", send)  # noqa: B010
+        setattr(socket.socket, "sendall", sendall)  # noqa: B010
+        setattr(socket.socket, "sendmsg", sendmsg)  # noqa: B010
+
+
+def cpu_seconds(who: int) -> float:
+    """User + system CPU seconds of ``who`` (``resource.RUSAGE_SELF`` or ``RUSAGE_CHILDREN``)."""
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 class UnclosedSessions(logging.Handler):
@@ -136,9 +215,15 @@ def run_one(gateway: str, n_tasks: int, url: str) -> dict[str, Any]:
     workflow = tool.create_workflow(workflow_args=f"swarm-{gateway}-{time.time_ns()}")
     workflow.add_tasks([*tasks, last])
 
-    started = time.perf_counter()
-    status = workflow.run(seconds_until_timeout=1800)
-    wall = time.perf_counter() - started
+    self_before = cpu_seconds(resource.RUSAGE_SELF)
+    children_before = cpu_seconds(resource.RUSAGE_CHILDREN)
+    with counting_requests() as requests_sent:
+        started = time.perf_counter()
+        status = workflow.run(seconds_until_timeout=1800)
+        wall = time.perf_counter() - started
+    swarm_cpu = cpu_seconds(resource.RUSAGE_SELF) - self_before
+    # The server is a child too, but it is only waited for after this.
+    children_cpu = cpu_seconds(resource.RUSAGE_CHILDREN) - children_before
 
     requester = Requester(url, route_prefix="/api/v3")
     with ServerGateway(requester, workflow.workflow_id, 1) as ours:
@@ -151,6 +236,9 @@ def run_one(gateway: str, n_tasks: int, url: str) -> dict[str, Any]:
         "tasks_by_status": by_status,
         "all_done": by_status == {str(TaskStatus.DONE): n_tasks + 1},
         "wall_seconds": round(wall, 2),
+        "swarm_cpu_seconds": round(swarm_cpu, 2),
+        "children_cpu_seconds": round(children_cpu, 2),
+        "swarm_requests": requests_sent.count,
     }
 
 
