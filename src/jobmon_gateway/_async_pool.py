@@ -33,7 +33,7 @@ from ._http11 import (
     tunnel_request,
 )
 from ._pool import remember_for_fork
-from ._routing import Route, Routing
+from ._routing import Route, Routing, UnresolvedHost
 
 __all__ = ["AsyncPool"]
 
@@ -474,7 +474,10 @@ async def _connected_socket(
 ) -> socket.socket:
     # The pool makes the socket itself so that it can close it even after
     # its event loop is gone. A numeric address is never looked up.
-    infos = await loop.getaddrinfo(address[0], address[1], type=socket.SOCK_STREAM)
+    try:
+        infos = await loop.getaddrinfo(address[0], address[1], type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UnresolvedHost(address[0]) from exc
     failure: OSError = OSError(f"no address for {address[0]}")
     for family, kind, proto, _, where in infos:
         sock = socket.socket(family, kind, proto)
