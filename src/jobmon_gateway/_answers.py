@@ -253,12 +253,12 @@ def error_from(
     if unresolved is not None:
         host, failure = unresolved
         where["request_sent"] = False
-        reason = (failure.strerror or _first_line(failure)).lower()
+        reason = _LOOKUP_REASONS.get(failure.errno) or (failure.strerror or _first_line(failure))
         # A name that does not exist (a typo, a host taken down) stays so:
         # retrying only delays the verdict. A resolver that could not answer
         # now (EAI_AGAIN: "temporary failure") is worth another try.
         return TransportError(
-            f"could not resolve host {host} ({reason})",
+            f"could not resolve host {host} ({reason.lower()})",
             retryable=failure.errno == socket.EAI_AGAIN,
             **where,
         )
@@ -291,6 +291,15 @@ _NOT_RETRYABLE = (
     httpx.TooManyRedirects,
     httpx.InvalidURL,
 )
+
+
+# The resolver's words for the common failures, the same on every platform
+# (an OSError that is not a gaierror would say "unknown error -2").
+_LOOKUP_REASONS: dict[int | None, str] = {
+    socket.EAI_NONAME: "no such host is known",
+    socket.EAI_AGAIN: "temporary failure in name resolution",
+    socket.EAI_FAIL: "the name server failed",
+}
 
 
 def _lookup_failure(exc: BaseException, url: str) -> tuple[str, OSError] | None:
