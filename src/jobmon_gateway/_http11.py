@@ -150,6 +150,12 @@ def check_tunnel(talk: Conversation, head: h11.Response, *, more_bytes: bool) ->
 
 _EVENTS: dict[tuple[bytes, bytes, tuple[tuple[bytes, bytes], ...]], h11.Request] = {}
 _EVENTS_KEPT = 256
+_CHECKED: set[tuple[bytes, bytes]] = set()
+_CHECKED_KEPT = 1024
+# Stricter than h11's own rules (a token; printable ASCII without leading or
+# trailing space): a header passing these passes h11's checks too.
+_HEADER_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(rb"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
 
 
 def _request_event(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> h11.Request:
@@ -159,12 +165,39 @@ def _request_event(method: bytes, target: bytes, headers: list[tuple[bytes, byte
     # events are immutable: each distinct one is made, and checked, once.
     key = (method, target, tuple(headers))
     event = _EVENTS.get(key)
-    if event is None:
+    if event is not None:
+        return event
+    fresh = _unchecked(headers)
+    if fresh < 0:
         event = h11.Request(method=method, target=target, headers=headers)
+    else:
+        # Every header was checked before, or just now by stricter rules than
+        # h11's: h11 is told so (its own parser's path), and checks the rest.
+        # A request id changes one header on every call (see _request_id):
+        # only that one is checked per call, and such events are not kept.
+        event = h11.Request(method=method, target=target, headers=headers, _parsed=True)
+    if fresh <= 0:
         if len(_EVENTS) >= _EVENTS_KEPT:
             _EVENTS.clear()
         _EVENTS[key] = event
     return event
+
+
+def _unchecked(headers: list[tuple[bytes, bytes]]) -> int:
+    """How many headers were checked just now (strict rules, remembered per pair); -1: one
+    failed them, and h11 must check them all."""
+    checked = _CHECKED
+    fresh = 0
+    for pair in headers:
+        if pair not in checked:
+            name, value = pair
+            if not (_HEADER_NAME.fullmatch(name) and _HEADER_VALUE.fullmatch(value)):
+                return -1
+            if len(checked) >= _CHECKED_KEPT:
+                checked.clear()
+            checked.add(pair)
+            fresh += 1
+    return fresh
 
 
 class PartialAnswer(Exception):  # noqa: N818 - a marker, never raised on its own
