@@ -15,6 +15,7 @@ import logging
 import os
 import ssl
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -193,10 +194,10 @@ class Requester:
         )
         self._version_query = urlencode({"client_jobmon_version": client_jobmon_version})
         self._base_url = connection.base_url
-        self._last_merge: tuple[Mapping[str, str], dict[str, str], str | None] | None = None
+        self._last_merge: tuple[Mapping[str, str], _BaseHeaders] | None = None
         # Built once: every request carries them, GET included (3.2 answers a
         # GET without Content-Type with a 500).
-        self._headers, self._context = _split_context(
+        self._base = _BaseHeaders.of(
             {
                 "Content-Type": "application/json",
                 "Accept": "application/json",
@@ -468,46 +469,45 @@ class Requester:
         query = (
             f"{urlencode(call.query)}&{self._version_query}" if call.query else self._version_query
         )
-        if headers:
-            merged, context = self._merged_headers(headers)
-        else:
-            merged, context = self._headers, self._context
-        if context is not None:
-            # The one per-call header: the merged rest is built once, this
-            # costs a dict copy and a string join.
-            merged = merged.copy()
-            merged[CONTEXT_HEADER] = f'{context}{request_id}"}}'
+        base = self._merged_headers(headers) if headers else self._base
+        sent: Mapping[str, str] = base.plain
+        if base.context is not None:
+            # The one header that differs per call: the rest were checked and
+            # encoded once; this costs a copy of that and one header's encoding.
+            encoded = base.encoded.copy()
+            encoded[CONTEXT_HEADER] = f'{base.context}{request_id}"}}'
+            sent = encoded
         return Outgoing(
             call.method,
             f"{self._base_url}{call.route}?{query}",
-            merged,
+            sent,
             None if call.method == "GET" else _JSON.encode(call.body or {}).encode(),
             call.repeat_safe or self._connection.repeat_safe_queueing,
         )
 
-    def _merged_headers(self, headers: Mapping[str, str]) -> tuple[dict[str, str], str | None]:
+    def _merged_headers(self, headers: Mapping[str, str]) -> _BaseHeaders:
         # A gateway passes the same headers object on every call: merge once.
         # The cache holds that object, so an identity match can't be a reused id.
         cached = self._last_merge
         if cached is not None and cached[0] is headers:
-            return cached[1], cached[2]
+            return cached[1]
         try:
             # Checked as the settings' headers are: a line break in a value
             # would otherwise reach the wire, or a parser's error message.
             checked = dict(header_pairs(headers))
         except ConfigurationError as exc:
             raise InvalidRequestError(exc.message) from None
-        given = {**self._headers, **checked}
-        context: str | None
-        if self._context is not None and not any(
+        base = self._base
+        given = {**base.plain, **checked}
+        if base.context is not None and not any(
             name.lower() == CONTEXT_HEADER.lower() for name in checked
         ):
-            # The settings' own context (if any) still applies.
-            merged, context = given, self._context
+            # The settings' own context still applies.
+            merged = _BaseHeaders(given, base.context, httpx.Headers(given))
         else:
-            merged, context = _split_context(given)
-        self._last_merge = (headers, merged, context)
-        return merged, context
+            merged = _BaseHeaders.of(given)
+        self._last_merge = (headers, merged)
+        return merged
 
     def build_request(
         self,
@@ -591,29 +591,38 @@ class Requester:
         return await self._course(call, out, retry, request_id).run_async(attempt)
 
 
-def _split_context(headers: dict[str, str]) -> tuple[dict[str, str], str | None]:
-    """``headers`` without the log context, and the start of that context's JSON text.
+@dataclass(frozen=True, slots=True)
+class _BaseHeaders:
+    """A call's headers but for its request id: as given, and encoded for httpx once.
 
-    A call's header is the start, its request id and ``"}``. The context is
-    the JSON object given in ``CONTEXT_HEADER`` (any spelling of the name),
-    or an empty one. ``None``: the given value is not a JSON object;
-    it is then sent as given, without an id (the server could not read one).
+    ``context`` is the start of the log context's JSON text (a call's header
+    is that, its request id and ``"}``); ``None``: the given
+    ``CONTEXT_HEADER`` is not a JSON object, and ``plain`` is sent as it is.
     """
-    context: dict[str, Any] = {}
-    rest: dict[str, str] = {}
-    for name, value in headers.items():
-        if name.lower() != CONTEXT_HEADER.lower():
-            rest[name] = value
-            continue
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            parsed = None
-        if not isinstance(parsed, dict):
-            return headers, None
-        context = parsed
-    context.pop(REQUEST_ID_KEY, None)  # the call's own id is the one the error names
-    # ASCII JSON of a parsed object: printable, so still a valid header value.
-    text = json.dumps(context)
-    start = f"{text[:-1]}, " if context else "{"
-    return rest, f'{start}"{REQUEST_ID_KEY}": "'
+
+    plain: dict[str, str]
+    context: str | None
+    encoded: httpx.Headers
+
+    @classmethod
+    def of(cls, headers: dict[str, str]) -> _BaseHeaders:
+        """Split ``headers`` into the rest and the log context (any spelling of its name)."""
+        context: dict[str, Any] = {}
+        rest: dict[str, str] = {}
+        for name, value in headers.items():
+            if name.lower() != CONTEXT_HEADER.lower():
+                rest[name] = value
+                continue
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                parsed = None
+            if not isinstance(parsed, dict):
+                # The server could not read an id in it either: sent as given.
+                return cls(headers, None, httpx.Headers(headers))
+            context = parsed
+        context.pop(REQUEST_ID_KEY, None)  # the call's own id is the one the error names
+        # ASCII JSON of a parsed object: printable, so still a valid header value.
+        text = json.dumps(context)
+        start = f"{text[:-1]}, " if context else "{"
+        return cls(rest, f'{start}"{REQUEST_ID_KEY}": "', httpx.Headers(rest))
