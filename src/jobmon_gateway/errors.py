@@ -111,10 +111,11 @@ class GatewayError(Exception):
         request_sent: ``False`` when the request surely never reached the
             server (refused, no connection); a retry of any call is then safe.
         retryable: Whether this kind of failure is retried when retries are on.
-        request_id: The id the call sent to the server in its
+        request_id: The call's id, sent to the server in its
             ``X-Server-Structlog-Context`` header (as ``client_request_id``),
-            the same on every attempt of the call; the server logs it with
-            every line about the call. ``None`` when nothing was sent.
+            the same on every attempt of the call; the 3.6 server binds it
+            to its log records for the request. ``None`` for a call refused
+            before it began (bad input).
         hint: What to check first, when the SDK can tell (e.g. the route
             prefix after a 404 for a route the server does not have), or ``None``.
 
