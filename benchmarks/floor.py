@@ -10,16 +10,19 @@
   which check what the SDK's models check. Without msgspec ``typed`` is ``None`` and the big
   answers have no floor (``run.py`` says so).
 
-Every request carries the SDK's bytes: the same target, the same headers (one
-``X-Server-Structlog-Context`` per workflow, as each gateway sends), the same compact JSON
-body. ``run.py``'s request-parity check compares them on the wire.
+Every request carries the SDK's bytes: the same target, the same headers (an
+``X-Server-Structlog-Context`` per workflow with a request id per call, as each gateway
+sends), the same compact JSON body. ``run.py``'s request-parity check compares them on the
+wire (the ids aside: each side counts its own).
 """
 
 from __future__ import annotations
 
 import http.client
 import importlib
+import itertools
 import json
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -90,20 +93,29 @@ class SdkRequests:
         self.prefix = prefix
         self.workflow_run_id = workflow_run_id
         self.version_query = urlencode({"client_jobmon_version": client_version})
-        self._headers: dict[int, dict[str, str]] = {}
+        self._headers: dict[int, tuple[dict[str, str], str]] = {}
+        # A request id per call, as the SDK makes them (a prefix and a counter).
+        self._id_prefix = secrets.token_hex(6) + "-"
+        self._ids = itertools.count(1)
 
     def headers(self, workflow_id: int) -> dict[str, str]:
         found = self._headers.get(workflow_id)
         if found is None:
             context = {"workflow_id": workflow_id, "workflow_run_id": self.workflow_run_id}
-            found = self._headers[workflow_id] = {
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-                "Accept-Encoding": "gzip, deflate",
-                "User-Agent": f"jobmon-gateway/{__version__}",
-                "X-Server-Structlog-Context": json.dumps(context),
-            }
-        return found
+            found = self._headers[workflow_id] = (
+                {
+                    "Content-Type": "application/json",
+                    "Accept": "application/json",
+                    "Accept-Encoding": "gzip, deflate",
+                    "User-Agent": f"jobmon-gateway/{__version__}",
+                },
+                json.dumps(context)[:-1] + ', "client_request_id": "',
+            )
+        base, start = found
+        return {
+            **base,
+            "X-Server-Structlog-Context": f'{start}{self._id_prefix}{next(self._ids):x}"}}',
+        }
 
     def route(self, route: str, query: dict[str, int] | None = None) -> str:
         if query:

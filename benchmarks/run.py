@@ -369,7 +369,7 @@ def request_parity(chunk: int, aio: bool) -> dict[str, Parity]:
         if ours[:2] != theirs[:2]:
             problems.append(f"{name}: SDK {ours[0]} {ours[1]}, {other} {theirs[0]} {theirs[1]}")
         for header in sorted(ours[2].keys() | theirs[2].keys()):
-            values = {ours[2].get(header), theirs[2].get(header)}
+            values = {_without_id(header, ours[2]), _without_id(header, theirs[2])}
             if len(values) > 1 and not (header == "connection" and values <= _KEEP_ALIVE):
                 problems.append(
                     f"{name}: {header}: SDK {ours[2].get(header)!r},"
@@ -378,6 +378,17 @@ def request_parity(chunk: int, aio: bool) -> dict[str, Parity]:
         if ours[3] != theirs[3]:
             problems.append(f"{name}: bodies differ: {ours[3][:80]!r} vs {theirs[3][:80]!r}")
     return found
+
+
+def _without_id(header: str, headers: dict[str, str]) -> str | None:
+    """A header's value; the log context's without its per-call ``client_request_id``."""
+    value = headers.get(header)
+    if header != "x-server-structlog-context" or value is None:
+        return value
+    context = json.loads(value)
+    if not isinstance(context.pop("client_request_id", None), str):
+        return f"{value} (no client_request_id)"
+    return json.dumps(context, sort_keys=True)
 
 
 # --------------------------------------------------------------------------- memory child

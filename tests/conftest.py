@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +16,7 @@ import pytest
 from jobmon_gateway import Requester
 
 SERVICE_URL = "http://jobmon.test"
+"""A made-up host for mock transports only: any lookup of it fails the test (below)."""
 SERVER_DIRS = ("jobmon-server-3.6", "jobmon-server-3.2.2")
 # Loading the CA bundle costs ~30 ms per client; every test client shares one context.
 _TLS = ssl.create_default_context()
@@ -118,3 +121,26 @@ def ca_bundle(ca: Any, tmp_path: Path) -> str:
     path = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(path))
     return str(path)
+
+
+@pytest.fixture(autouse=True)
+def _no_dns_lookups(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Nothing leaves 127.0.0.1, name lookups included: a test that looks up a
+    name (``jobmon.test``, even ``localhost``) fails. Tests of lookups patch
+    ``socket.getaddrinfo`` themselves (their patch wins over this one)."""
+    real = socket.getaddrinfo
+    names: list[str] = []
+
+    def guarded(host: Any, *args: Any, **kwargs: Any) -> Any:
+        text = host.decode() if isinstance(host, bytes) else str(host)
+        try:
+            ipaddress.ip_address(text.strip("[]"))
+        except ValueError:
+            names.append(text)
+            raise socket.gaierror(socket.EAI_NONAME, f"test refused a lookup of {text!r}") from None
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", guarded)
+    yield
+    if names:
+        pytest.fail(f"the test looked up host names {sorted(set(names))}: patch the resolver")

@@ -321,7 +321,7 @@ def test_a_ca_bundle_path_is_honoured(mode: Mode, pki: Pki, tls_server: Any) -> 
     server = tls_server(pki.server_cert, pki.server_key)
     requester = Requester(server.url, request_timeout=2.0, verify=str(pki.ca))
     assert call_once(mode, requester).year == 2026
-    assert server.served == ["/time?client_jobmon_version=3.6.0"]
+    assert server.served == ["/api/v3/time?client_jobmon_version=3.6.0"]
 
 
 @needs_openssl

@@ -761,4 +761,6 @@ def test_the_prefix_inside_a_jobmon_service_url_counts_as_a_versioned_server() -
     made = Requester.from_jobmon(JobmonRequester())
     assert made.base_url == "http://127.0.0.1:5000/api/v3"
     assert made.connection.repeat_safe_queueing is True
-    assert Requester("http://127.0.0.1:5000").connection.repeat_safe_queueing is False
+    assert Requester("http://127.0.0.1:5000").connection.repeat_safe_queueing is True
+    bare = Requester("http://127.0.0.1:5000", route_prefix="")
+    assert bare.connection.repeat_safe_queueing is False

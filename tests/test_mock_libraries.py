@@ -61,6 +61,7 @@ from pytest_httpx import HTTPXMock
 from jobmon_gateway import Requester, ServerGateway, TransportError, WorkflowRunStatus
 
 SERVICE_URL = "@SERVICE_URL@"
+BASE_URL = SERVICE_URL + "/api/v3"  # the default route prefix
 QUERY = r"\?client_jobmon_version=3\.6\.0$"
 
 
@@ -70,7 +71,7 @@ def gateway() -> ServerGateway:
 
 
 def test_sync_call(httpx_mock: HTTPXMock) -> None:
-    route = re.escape(SERVICE_URL + "/workflow_run/34/log_heartbeat")
+    route = re.escape(BASE_URL + "/workflow_run/34/log_heartbeat")
     httpx_mock.add_response(method="POST", url=re.compile(route + QUERY), json={"status": "R"})
     with gateway() as gw:
         assert gw.log_heartbeat_sync("R", 30.0).status is WorkflowRunStatus.RUNNING
@@ -81,7 +82,7 @@ def test_sync_call(httpx_mock: HTTPXMock) -> None:
 @pytest.mark.asyncio
 async def test_async_call(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(
-        url=SERVICE_URL + "/time", match_params={"client_jobmon_version": "3.6.0"}, json=@TIME@
+        url=BASE_URL + "/time", match_params={"client_jobmon_version": "3.6.0"}, json=@TIME@
     )
     async with gateway() as gw:
         assert str(await gw.get_server_time()) == "2026-11-28 17:56:34"

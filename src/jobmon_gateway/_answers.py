@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from http import HTTPStatus
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 
 from ._reader import Fault
+from ._routing import UnresolvedHost
 from .errors import (
     BadRequestError,
     GatewayError,
@@ -133,7 +135,20 @@ def status_error(attempt: Attempt, answer: Answer) -> ServerStatusError:
         server_error_type=said.error_type,
         body_excerpt=excerpt(answer.body),
         retry_after=retry_after,
+        hint=_prefix_hint(attempt) if status == 404 and said.route_missing else None,
         **_where(attempt, status),
+    )
+
+
+def _prefix_hint(attempt: Attempt) -> str:
+    # Every route the SDK sends exists on the servers it speaks to (3.2 lacks
+    # one: get_array_concurrency); a 404 for the route itself most often
+    # means the API is mounted elsewhere than route_prefix says.
+    url, route = attempt.url, attempt.call.route
+    mount = urlsplit(url[: -len(route)] if url.endswith(route) else url).path
+    return (
+        f"is the route prefix right? The API was looked for under {mount!r} (route_prefix:"
+        " '/api/v3' for Jobmon 3.4 and later, '' for 3.2)"
     )
 
 
@@ -234,6 +249,19 @@ def error_from(
     if isinstance(exc, _NOT_RETRYABLE):
         # About our own request: a retry would fail the same way.
         return TransportError(f"{name}: {_first_line(exc)}", retryable=False, **where)
+    unresolved = _lookup_failure(exc, attempt.url)
+    if unresolved is not None:
+        host, failure = unresolved
+        where["request_sent"] = False
+        reason = _LOOKUP_REASONS.get(failure.errno) or (failure.strerror or _first_line(failure))
+        # A name that does not exist (a typo, a host taken down) stays so:
+        # retrying only delays the verdict. A resolver that could not answer
+        # now (EAI_AGAIN: "temporary failure") is worth another try.
+        return TransportError(
+            f"could not resolve host {host} ({reason.lower()})",
+            retryable=failure.errno == socket.EAI_AGAIN,
+            **where,
+        )
     if "request_sent" in where:
         return TransportError(
             f"could not connect to {_host_port(attempt.url)} (ConnectError: {_os_reason(exc)})",
@@ -263,6 +291,38 @@ _NOT_RETRYABLE = (
     httpx.TooManyRedirects,
     httpx.InvalidURL,
 )
+
+
+# The resolver's words for the common failures, the same on every platform
+# (an OSError that is not a gaierror would say "unknown error -2").
+_LOOKUP_REASONS: dict[int | None, str] = {
+    socket.EAI_NONAME: "no such host is known",
+    socket.EAI_AGAIN: "temporary failure in name resolution",
+    socket.EAI_FAIL: "the name server failed",
+}
+
+
+def _lookup_failure(exc: BaseException, url: str) -> tuple[str, OSError] | None:
+    """The host whose name lookup failed, and the resolver's error, if that is ``exc``'s cause.
+
+    The SDK's pools name the host they looked up (a proxy's, through one);
+    for a lent client's pool it is the URL's host.
+    """
+    host: str | None = None
+    seen: BaseException | None = exc
+    for _ in range(8):  # the chain is short; the bound guards against cycles
+        if seen is None:
+            return None
+        if isinstance(seen, UnresolvedHost):
+            host = seen.host
+        # getaddrinfo's errors are gaierror, their EAI_* codes negative on
+        # Linux (an errno never is): "unknown error -2" as an OSError's text.
+        if isinstance(seen, OSError) and (
+            isinstance(seen, socket.gaierror) or (isinstance(seen.errno, int) and seen.errno < 0)
+        ):
+            return host or urlsplit(url).hostname or "?", seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def never_sent(exc: BaseException) -> bool:

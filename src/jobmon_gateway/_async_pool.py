@@ -36,7 +36,7 @@ from ._http11 import (
     tunnel_request,
 )
 from ._pool import numeric_address, remember_for_fork, silent
-from ._routing import Route, Routing
+from ._routing import Route, Routing, UnresolvedHost
 
 __all__ = ["AsyncPool"]
 
@@ -511,7 +511,10 @@ async def _connected_socket(
     # runs its parent's loop does not have.
     infos = numeric_address(*address)
     if infos is None:
-        infos = await loop.getaddrinfo(address[0], address[1], type=socket.SOCK_STREAM)
+        try:
+            infos = await loop.getaddrinfo(address[0], address[1], type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise UnresolvedHost(address[0]) from exc
     failure: OSError = OSError(f"no address for {address[0]}")
     for family, kind, proto, _, where in infos:
         sock = socket.socket(family, kind, proto)

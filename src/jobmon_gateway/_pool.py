@@ -36,7 +36,7 @@ from ._http11 import (
     seconds_left,
     tunnel_request,
 )
-from ._routing import Route, Routing
+from ._routing import Route, Routing, UnresolvedHost
 
 __all__ = ["SyncPool", "numeric_address", "remember_for_fork", "silent"]
 
@@ -130,7 +130,7 @@ def _resolved(host: str, port: int, deadline: float) -> list[Any]:
     if not done.wait(seconds_left(deadline)):
         raise overdue_error()
     if failed:
-        raise httpcore.ConnectError(f"could not resolve host {host}") from failed[0]
+        raise UnresolvedHost(host) from failed[0]
     return found
 
 

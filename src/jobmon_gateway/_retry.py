@@ -61,6 +61,7 @@ class RetryCourse:
         "repeat_safe",
         "replayed",
         "replayed_wait",
+        "request_id",
         "request_timeout",
         "retry",
         "sent",
@@ -77,6 +78,7 @@ class RetryCourse:
         retry: bool,
         request_timeout: float,
         repeat_safe: bool,
+        request_id: str | None = None,
     ) -> None:
         self.policy = policy
         self.call = call
@@ -84,6 +86,8 @@ class RetryCourse:
         self.retry = retry
         self.request_timeout = request_timeout
         self.repeat_safe = repeat_safe
+        # The call's id, as sent to the server: every error of the call names it.
+        self.request_id = request_id
         self.sent = 0
         self.started = time.monotonic()
         self.last_answer: GatewayError | None = None
@@ -148,6 +152,8 @@ class RetryCourse:
         self.first = (exc, float(wait))
 
     def _raise_final(self, exc: GatewayError) -> NoReturn:
+        if exc.request_id is None:
+            exc.request_id = self.request_id
         final = self.final_error(exc)
         if final is exc:
             raise exc
@@ -182,6 +188,9 @@ class RetryCourse:
             return self.replayed_wait
         if not isinstance(exc, GatewayError):
             return False
+        if exc.request_id is None:
+            # Set here, where every failure of the call passes, before it is logged.
+            exc.request_id = self.request_id
         if exc.status is not None:
             self.last_answer = exc
         self.reached = self.reached or exc.request_sent
@@ -211,6 +220,7 @@ class RetryCourse:
                 "jobmon_gateway.wait": wait,
                 "jobmon_gateway.cause": type(exc).__name__,
                 "jobmon_gateway.status": exc.status,
+                "jobmon_gateway.request_id": self.request_id,
             },
         )
         return wait
@@ -224,18 +234,27 @@ class RetryCourse:
         return min(policy.wait_max, backoff + jitter)
 
     def final_error(self, exc: GatewayError) -> GatewayError:
-        """What the call raises for ``exc``: itself, or the spent budget wrapping it."""
+        """What the call raises for ``exc``: itself, or the spent budget wrapping it.
+
+        The spent budget is an instance of ``exc``'s own class too (see
+        :class:`~jobmon_gateway.RetryBudgetExhaustedError`).
+        """
         if not (self.retry and exc.retryable) or not stamina.is_active():
             return exc
         if exc.request_sent and not self.repeat_safe:
             return exc
         elapsed = time.monotonic() - self.started
         answer = exc if exc.status is not None else (self.last_answer or exc)
+        policy = self.policy
         return RetryBudgetExhaustedError(
             f"gave up after {self.sent} attempt{'s' if self.sent != 1 else ''}"
-            f" in {elapsed:.1f}s: {exc.message}",
+            f" in {elapsed:.1f}s (retries_attempts={policy.attempts},"
+            f" retries_timeout={policy.timeout:g}s): {exc.message}",
             last_error=exc,
             answer=answer,
             attempts=self.sent,
             request_sent=self.reached or exc.request_sent,
+            elapsed=elapsed,
+            retries_attempts=policy.attempts,
+            retries_timeout=policy.timeout,
         )

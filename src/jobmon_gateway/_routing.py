@@ -15,9 +15,20 @@ import urllib.request
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+import httpcore
+
 from .errors import ConfigurationError
 
-__all__ = ["Proxy", "Route", "Routing", "parse_proxy"]
+__all__ = ["Proxy", "Route", "Routing", "UnresolvedHost", "parse_proxy"]
+
+
+class UnresolvedHost(httpcore.ConnectError):
+    """A pool could not look up ``host`` (the server's, or the proxy's); the resolver's
+    error is its cause. httpx re-raises it as its own ``ConnectError``, chained to this."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__(f"could not resolve host {host}")
+        self.host = host
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,6 +109,8 @@ _HEADERS: dict[int, tuple[Mapping[str, str], httpx.Headers]] = {}
 def _headers(given: Mapping[str, str]) -> httpx.Headers:
     # A requester hands the same headers object to every call of a gateway:
     # encode and check it once (httpx copies a Headers it is given).
+    if isinstance(given, httpx.Headers):
+        return given  # encoded per call already (a request id): nothing to keep
     found = _HEADERS.get(id(given))
     if found is not None and found[0] is given:  # the object itself, not a reused id
         return found[1]

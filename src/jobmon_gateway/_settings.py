@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ._routing import parse_proxy
+from .config import DEFAULT_ROUTE_PREFIX
 from .errors import ConfigurationError
 
 __all__ = [
@@ -32,7 +33,9 @@ __all__ = [
 MIB = 1024 * 1024
 
 DEFAULTS: dict[str, Any] = {
-    "route_prefix": "",
+    # The one default of the SDK, its CLI and from_env: Jobmon 3.4 and later
+    # (3.2 servers mount their routes at "").
+    "route_prefix": DEFAULT_ROUTE_PREFIX,
     "request_timeout": 20.0,
     "retries_attempts": 10,
     "retries_timeout": 300.0,

@@ -22,6 +22,7 @@ __all__ = ["HttpSettings"]
 ENV_PREFIX = "JOBMON__HTTP__"
 CONFIG_FILE_ENV = "JOBMON__CONFIG_FILE"
 DEFAULT_ROUTE_PREFIX = "/api/v3"
+"""Where the API is mounted unless told otherwise (Jobmon 3.4+; 3.2 needs ``""``)."""
 
 
 @dataclass(frozen=True)

@@ -20,15 +20,22 @@ level you care about::
     ├── ResponseTooLargeError                         the body passed max_response_bytes
     └── RetryBudgetExhaustedError (also RuntimeError) retries spent; ``last_error`` says why
 
-Each error carries the HTTP ``method`` and ``route`` of the call, the
-``status`` (when the server answered), the server's own ``server_message``
-parsed from whichever envelope it used, and ``attempts``, the number of
-requests sent for the call.
+A call whose retries are spent raises an error that is both: an instance of
+the last attempt's class (``ServerError``, ``TransportError``, ...) and of
+:class:`RetryBudgetExhaustedError`, so ``except ServerError`` and ``except
+RetryBudgetExhaustedError`` both catch it.
+
+Each error carries the HTTP ``method``, ``route`` and full ``url`` of the
+call, the ``status`` (when the server answered), the server's own
+``server_message`` parsed from whichever envelope it used, ``attempts``, the
+number of requests sent for the call, and the call's ``request_id``.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+from typing import Any
 
 __all__ = [
     "BadRequestError",
@@ -104,7 +111,16 @@ class GatewayError(Exception):
         request_sent: ``False`` when the request surely never reached the
             server (refused, no connection); a retry of any call is then safe.
         retryable: Whether this kind of failure is retried when retries are on.
+        request_id: The call's id, sent to the server in its
+            ``X-Server-Structlog-Context`` header (as ``client_request_id``),
+            the same on every attempt of the call; the 3.6 server binds it
+            to its log records for the request. ``None`` for a call refused
+            before it began (bad input).
+        hint: What to check first, when the SDK can tell (e.g. the route
+            prefix after a 404 for a route the server does not have), or ``None``.
 
+    ``str(error)`` is one line: the message, then the method, full URL,
+    status, attempts and request id, the server's message and the hint.
     Messages are at most 1,000 characters (the server's message 500) and
     control characters in them are escaped, so an error is always one line.
     """
@@ -126,6 +142,8 @@ class GatewayError(Exception):
         retry_after: float | None = None,
         request_sent: bool = True,
         retryable: bool | None = None,
+        request_id: str | None = None,
+        hint: str | None = None,
     ) -> None:
         message = printable(message, MESSAGE_LIMIT)
         super().__init__(message)
@@ -147,16 +165,29 @@ class GatewayError(Exception):
         self.request_sent = request_sent
         if retryable is not None:
             self.retryable = retryable
+        self.request_id = request_id
+        self.hint = hint
 
     def __str__(self) -> str:
         parts = [self.message]
-        if self.method is not None and self.route is not None:
-            parts.append(f"[{self.method} {self.route}")
+        # The full URL where one was sent (the README's promise; it never
+        # holds credentials, a requester refuses them, nor the query).
+        where = self.url or self.route
+        if self.method is not None and where is not None:
+            bracket = f"[{self.method} {where}"
             if self.status is not None:
-                parts[-1] += f" -> {self.status}"
-            parts[-1] += f", attempts={self.attempts}]"
+                bracket += f" -> {self.status}"
+            bracket += f", attempts={self.attempts}"
+            if self.request_id is not None:
+                bracket += f", request_id={self.request_id}"
+            parts.append(bracket + "]")
+        elif self.request_id is not None:
+            parts.append(f"[request_id={self.request_id}]")
         if self.server_message and self.server_message not in self.message:
             parts.append(f"server said: {self.server_message}")
+        if self.hint:
+            parts[-1] += ";"
+            parts.append(self.hint)
         return " ".join(parts)
 
     def __repr__(self) -> str:
@@ -253,11 +284,32 @@ class InvalidResponseError(GatewayError):
 class RetryBudgetExhaustedError(GatewayError, RuntimeError):
     """Every retry of the call failed; the budget (attempts or time) is spent.
 
+    What a call raises is also an instance of its last attempt's class: a
+    :class:`ServerError` after 5xx answers, a :class:`TransportError` (or
+    :class:`RequestTimeoutError`) after failed connections, ... So both
+    ``except ServerError`` and ``except RetryBudgetExhaustedError`` catch
+    it; ``type(error)`` is made once per class, a subclass of both.
+
     Its ``status``, ``server_message`` and ``server_error_type`` are those of
     the last answer the server gave (even when the very last attempt failed
     on the connection), and ``last_error`` is the final failure itself. It is
     also a :class:`RuntimeError`, which is what the reference client raised.
+
+    Attributes:
+        last_error: The final attempt's own error.
+        elapsed: Seconds the call spent, retries and waits included.
+        retries_attempts: The attempts the call was allowed.
+        retries_timeout: The seconds the call was allowed (``0``: one attempt).
     """
+
+    last_error: GatewayError
+    _kind: type[GatewayError] | None = None
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> RetryBudgetExhaustedError:
+        last_error = kwargs.get("last_error")
+        if cls is RetryBudgetExhaustedError and isinstance(last_error, GatewayError):
+            cls = _exhausted_class(type(last_error))
+        return super().__new__(cls, *args)
 
     def __init__(
         self,
@@ -267,6 +319,9 @@ class RetryBudgetExhaustedError(GatewayError, RuntimeError):
         attempts: int,
         answer: GatewayError | None = None,
         request_sent: bool | None = None,
+        elapsed: float | None = None,
+        retries_attempts: int | None = None,
+        retries_timeout: float | None = None,
     ) -> None:
         source = answer if answer is not None else last_error
         super().__init__(
@@ -281,5 +336,56 @@ class RetryBudgetExhaustedError(GatewayError, RuntimeError):
             url=last_error.url,
             retry_after=source.retry_after,
             request_sent=last_error.request_sent if request_sent is None else request_sent,
+            request_id=last_error.request_id,
+            hint=last_error.hint,
         )
         self.last_error = last_error
+        self.elapsed = elapsed
+        self.retries_attempts = retries_attempts
+        self.retries_timeout = retries_timeout
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The class is made at run time, so pickle cannot name it: rebuild it
+        # (an error may cross a process pool) from the class it wraps.
+        return (_unpickled, (self._kind, self.args), self.__dict__)
+
+
+_EXHAUSTED: dict[type[GatewayError], type[RetryBudgetExhaustedError]] = {}
+_EXHAUSTED_LOCK = threading.Lock()
+
+
+def _exhausted_class(kind: type[GatewayError]) -> type[RetryBudgetExhaustedError]:
+    """The class of a spent call whose last attempt failed with ``kind``: a subclass of both.
+
+    Made once per class (a class per raise would defeat ``is`` checks and
+    leak), e.g. ``_exhausted_class(ServerError)`` is
+    ``RetryBudgetExhaustedError[ServerError]``.
+    """
+    if issubclass(kind, RetryBudgetExhaustedError):
+        return kind
+    made = _EXHAUSTED.get(kind)
+    if made is None:
+        with _EXHAUSTED_LOCK:
+            made = _EXHAUSTED.get(kind)
+            if made is None:
+                name = f"RetryBudgetExhaustedError[{kind.__name__}]"
+                made = type(
+                    name,
+                    (kind, RetryBudgetExhaustedError),
+                    {
+                        "__module__": __name__,
+                        "__qualname__": name,
+                        "__doc__": f"A spent call whose last attempt failed with {kind.__name__}.",
+                        # Whatever __init__ the kind might define, this one is ours.
+                        "__init__": RetryBudgetExhaustedError.__init__,
+                        "_kind": kind,
+                    },
+                )
+                _EXHAUSTED[kind] = made
+    return made
+
+
+def _unpickled(kind: type[GatewayError] | None, args: tuple[Any, ...]) -> RetryBudgetExhaustedError:
+    cls = RetryBudgetExhaustedError if kind is None else _exhausted_class(kind)
+    error: RetryBudgetExhaustedError = Exception.__new__(cls, *args)
+    return error

@@ -27,7 +27,7 @@ from .models import (
     WorkflowRunStatus,
 )
 from .routes import Call, positive_id
-from .transport import Requester
+from .transport import CONTEXT_HEADER, Requester
 from .transports import AsyncGatewayTransport
 
 if TYPE_CHECKING:
@@ -116,9 +116,10 @@ class ServerGateway:
         self.workflow_run_id = positive_id("workflow_run_id", workflow_run_id)
         self._retry = True
         self._sessions = _Sessions(requester)
-        # Lets the server's logs tie each request to this run.
+        # Lets the server's logs tie each request to this run (the requester
+        # adds each call's request id).
         self._context_headers = {
-            "X-Server-Structlog-Context": json.dumps(
+            CONTEXT_HEADER: json.dumps(
                 {"workflow_id": self.workflow_id, "workflow_run_id": self.workflow_run_id}
             )
         }
@@ -139,6 +140,45 @@ class ServerGateway:
         """
         view = copy.copy(self)
         view._retry = False
+        return view
+
+    def with_options(
+        self,
+        *,
+        request_timeout: float | None = None,
+        retries_attempts: int | None = None,
+        retries_timeout: float | None = None,
+    ) -> Self:
+        """Return a view of this gateway whose calls use these settings instead.
+
+        The view shares this gateway's connections (and any client lent with
+        :meth:`set_session`); this gateway's own settings do not change. An
+        option left out (``None``) keeps the gateway's value::
+
+            quick = gateway.with_options(request_timeout=2, retries_attempts=2)
+            await quick.log_heartbeat("R", 30.0)
+
+        Args:
+            request_timeout: Seconds for one request, to the last byte of the answer.
+            retries_attempts: Most requests sent for one call, the first included.
+            retries_timeout: Most seconds one call may spend across its
+                retries (``0``: one attempt).
+
+        Raises:
+            ConfigurationError: a value is malformed (as for ``Requester``).
+        """
+        changes: dict[str, float] = {}
+        if request_timeout is not None:
+            changes["request_timeout"] = request_timeout
+        if retries_attempts is not None:
+            changes["retries_attempts"] = retries_attempts
+        if retries_timeout is not None:
+            changes["retries_timeout"] = retries_timeout
+        view = copy.copy(self)
+        if changes:
+            # Only how calls are sent changes: the senders (and their pools)
+            # stay in the shared sessions, made by the gateway's own requester.
+            view.requester = self.requester.with_options(**changes)
         return view
 
     # -- sessions ---------------------------------------------------------------

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from enum import Enum
@@ -657,6 +658,17 @@ class ServerErrorBody(BaseModel):
         default=None, description="The server-side exception type, when the envelope names one."
     )
 
+    @property
+    def route_missing(self) -> bool:
+        """Whether a 404 with this body says the server has no such route (not no such row).
+
+        FastAPI's ``{"detail": "Not Found"}`` (3.6), 3.6's "Route URL not
+        found", 3.2's "This route does not exist: URL", a proxy's "404 Not
+        Found" page, or no message at all; "Workflow with ID 9 not found in
+        database." is about a row, on a route that exists.
+        """
+        return self.message is None or bool(_ROUTE_MISSING.search(self.message))
+
     @classmethod
     def from_body(cls, content: bytes) -> ServerErrorBody:
         """Parse any error body; never raises. The message is capped at 500 characters."""
@@ -701,6 +713,7 @@ class ServerErrorBody(BaseModel):
 
 
 _ERROR_BODY_READ = 64 * 1024
+_ROUTE_MISSING = re.compile(r"(?i)^\W*(404\W*)?not found\W*$|\broute\b")
 
 
 def _exception_type(value: object) -> str | None:

@@ -15,6 +15,7 @@ import logging
 import os
 import ssl
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -22,6 +23,7 @@ import httpx
 
 from ._answers import Answer, Attempt, result_of
 from ._reader import Deadline
+from ._request_id import new_request_id
 from ._retry import RetryCourse
 from ._sender import AsyncSender, Hooks, Outgoing, Sender
 from ._settings import DEFAULTS, ConnectionSettings, RetryPolicy, build_settings, header_pairs
@@ -47,6 +49,16 @@ speak, not this package's own version.
 
 _JSON = json.JSONEncoder(separators=(",", ":"))
 
+CONTEXT_HEADER = "X-Server-Structlog-Context"
+"""The header whose JSON object the 3.6 server binds, key by key, into its log context."""
+REQUEST_ID_KEY = "client_request_id"
+"""The key of a call's request id in :data:`CONTEXT_HEADER`.
+
+Not ``request_id``: the server binds a ``request_id`` of its own (one per
+HTTP request), which ours would overwrite; ours is one per call, retries
+included.
+"""
+
 EventHook = Callable[[Any], object]
 """An event hook: called with an ``httpx.Request`` or an ``httpx.Response``."""
 
@@ -63,9 +75,9 @@ class Requester:
             it may carry a path (Jobmon's own configuration puts the route
             prefix there). A user name or password in it is refused: pass
             credentials as ``headers={"Authorization": ...}``.
-        route_prefix: Where the API is mounted: ``"/api/v3"`` for servers 3.4+,
-            ``""`` (the default here) for 3.2. :meth:`from_env` defaults to
-            ``"/api/v3"`` like the reference client.
+        route_prefix: Where the API is mounted: ``"/api/v3"`` (the default)
+            for servers 3.4+, ``""`` for 3.2. A 404 for a route the server
+            lacks says so and names the full URL.
         request_timeout: Seconds allowed for one request, from sending to the
             last byte of the answer (a trickling answer is cut off too).
         retries_attempts: Most requests sent for one call, the first included.
@@ -98,7 +110,9 @@ class Requester:
             call, not retried. In async calls a hook may return an
             awaitable, which is awaited.
         headers: Extra headers for every request (e.g. ``Authorization``);
-            they never appear in errors or logs.
+            they never appear in errors or logs. Every call also sends its
+            request id as ``client_request_id`` in the JSON object of
+            ``X-Server-Structlog-Context`` (added to one given here).
         client_jobmon_version: The Jobmon version announced to the server.
         transport: An httpx transport the sync calls are sent on instead of
             the SDK's own (e.g. :class:`jobmon_gateway.testing.FakeJobmonServer`'s).
@@ -180,17 +194,19 @@ class Requester:
         )
         self._version_query = urlencode({"client_jobmon_version": client_jobmon_version})
         self._base_url = connection.base_url
-        self._last_merge: tuple[Mapping[str, str], dict[str, str]] | None = None
+        self._last_merge: tuple[Mapping[str, str], _BaseHeaders] | None = None
         # Built once: every request carries them, GET included (3.2 answers a
         # GET without Content-Type with a 500).
-        self._headers = {
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            # The server gzips answers of 1000+ bytes (task maps) when asked.
-            "Accept-Encoding": "gzip, deflate",
-            "User-Agent": f"jobmon-gateway/{__version__}",
-            **dict(self._connection.headers),
-        }
+        self._base = _BaseHeaders.of(
+            {
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                # The server gzips answers of 1000+ bytes (task maps) when asked.
+                "Accept-Encoding": "gzip, deflate",
+                "User-Agent": f"jobmon-gateway/{__version__}",
+                **dict(self._connection.headers),
+            }
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Requester:
@@ -447,19 +463,29 @@ class Requester:
 
     # -- everything but the I/O ----------------------------------------------
 
-    def _outgoing(self, call: Call[Any], headers: Mapping[str, str] | None) -> Outgoing:
+    def _outgoing(
+        self, call: Call[Any], headers: Mapping[str, str] | None, request_id: str
+    ) -> Outgoing:
         query = (
             f"{urlencode(call.query)}&{self._version_query}" if call.query else self._version_query
         )
+        base = self._merged_headers(headers) if headers else self._base
+        sent: Mapping[str, str] = base.plain
+        if base.context is not None:
+            # The one header that differs per call: the rest were checked and
+            # encoded once; this costs a copy of that and one header's encoding.
+            encoded = base.encoded.copy()
+            encoded[CONTEXT_HEADER] = f'{base.context}{request_id}"}}'
+            sent = encoded
         return Outgoing(
             call.method,
             f"{self._base_url}{call.route}?{query}",
-            self._merged_headers(headers) if headers else self._headers,
+            sent,
             None if call.method == "GET" else _JSON.encode(call.body or {}).encode(),
             call.repeat_safe or self._connection.repeat_safe_queueing,
         )
 
-    def _merged_headers(self, headers: Mapping[str, str]) -> Mapping[str, str]:
+    def _merged_headers(self, headers: Mapping[str, str]) -> _BaseHeaders:
         # A gateway passes the same headers object on every call: merge once.
         # The cache holds that object, so an identity match can't be a reused id.
         cached = self._last_merge
@@ -471,7 +497,15 @@ class Requester:
             checked = dict(header_pairs(headers))
         except ConfigurationError as exc:
             raise InvalidRequestError(exc.message) from None
-        merged = {**self._headers, **checked}
+        base = self._base
+        given = {**base.plain, **checked}
+        if base.context is not None and not any(
+            name.lower() == CONTEXT_HEADER.lower() for name in checked
+        ):
+            # The settings' own context still applies.
+            merged = _BaseHeaders(given, base.context, httpx.Headers(given))
+        else:
+            merged = _BaseHeaders.of(given)
         self._last_merge = (headers, merged)
         return merged
 
@@ -482,12 +516,12 @@ class Requester:
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Request:
         """Build the ``httpx.Request`` for ``call``: URL, query, headers and JSON body."""
-        out = self._outgoing(call, headers)
+        out = self._outgoing(call, headers, new_request_id())
         return client.build_request(
             out.method, out.url, content=out.body, headers=out.headers, timeout=self.request_timeout
         )
 
-    def _course(self, call: Call[Any], out: Outgoing, retry: bool) -> RetryCourse:
+    def _course(self, call: Call[Any], out: Outgoing, retry: bool, request_id: str) -> RetryCourse:
         return RetryCourse(
             self._policy,
             call,
@@ -495,6 +529,7 @@ class Requester:
             retry=retry,
             request_timeout=self._connection.request_timeout,
             repeat_safe=out.repeat_safe,
+            request_id=request_id,
         )
 
     # -- the I/O ---------------------------------------------------------------
@@ -509,6 +544,10 @@ class Requester:
     ) -> T:
         """Send ``call`` on ``client`` and return its decoded result, retrying as configured.
 
+        The call gets a new request id, sent on every attempt as
+        ``client_request_id`` in ``X-Server-Structlog-Context`` and carried
+        by its error as ``request_id``.
+
         Args:
             call: What to send and how to decode the answer.
             client: The sync ``httpx.Client`` to send on (it is not closed).
@@ -521,13 +560,14 @@ class Requester:
         sender = client if isinstance(client, Sender) else self.lend(client)
         if not isinstance(sender, Sender):
             raise InvalidRequestError("send() needs a sync client; use send_async()")
-        out = self._outgoing(call, headers)
+        request_id = new_request_id()
+        out = self._outgoing(call, headers, request_id)
 
         def attempt(at: Attempt, deadline: Deadline) -> T:
             answer: Answer = sender.send(out, deadline, at)
             return result_of(at, answer)  # type: ignore[no-any-return]
 
-        return self._course(call, out, retry).run(attempt)
+        return self._course(call, out, retry, request_id).run(attempt)
 
     async def send_async(
         self,
@@ -541,10 +581,48 @@ class Requester:
         sender = client if isinstance(client, AsyncSender) else self.lend(client)
         if not isinstance(sender, AsyncSender):
             raise InvalidRequestError("send_async() needs an async client; use send()")
-        out = self._outgoing(call, headers)
+        request_id = new_request_id()
+        out = self._outgoing(call, headers, request_id)
 
         async def attempt(at: Attempt, deadline: Deadline) -> T:
             answer = await sender.send(out, deadline, at)
             return result_of(at, answer)  # type: ignore[no-any-return]
 
-        return await self._course(call, out, retry).run_async(attempt)
+        return await self._course(call, out, retry, request_id).run_async(attempt)
+
+
+@dataclass(frozen=True, slots=True)
+class _BaseHeaders:
+    """A call's headers but for its request id: as given, and encoded for httpx once.
+
+    ``context`` is the start of the log context's JSON text (a call's header
+    is that, its request id and ``"}``); ``None``: the given
+    ``CONTEXT_HEADER`` is not a JSON object, and ``plain`` is sent as it is.
+    """
+
+    plain: dict[str, str]
+    context: str | None
+    encoded: httpx.Headers
+
+    @classmethod
+    def of(cls, headers: dict[str, str]) -> _BaseHeaders:
+        """Split ``headers`` into the rest and the log context (any spelling of its name)."""
+        context: dict[str, Any] = {}
+        rest: dict[str, str] = {}
+        for name, value in headers.items():
+            if name.lower() != CONTEXT_HEADER.lower():
+                rest[name] = value
+                continue
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                parsed = None
+            if not isinstance(parsed, dict):
+                # The server could not read an id in it either: sent as given.
+                return cls(headers, None, httpx.Headers(headers))
+            context = parsed
+        context.pop(REQUEST_ID_KEY, None)  # the call's own id is the one the error names
+        # ASCII JSON of a parsed object: printable, so still a valid header value.
+        text = json.dumps(context)
+        start = f"{text[:-1]}, " if context else "{"
+        return cls(rest, f'{start}"{REQUEST_ID_KEY}": "', httpx.Headers(rest))

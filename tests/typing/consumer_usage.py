@@ -81,6 +81,10 @@ async def drive(requester: Requester) -> None:
         assert_type(gateway, ServerGateway)
         assert_type(gateway.workflow_id, int)
         assert_type(gateway.workflow_run_id, int)
+        quick = gateway.with_options(request_timeout=2, retries_attempts=2, retries_timeout=5.0)
+        assert_type(quick, ServerGateway)
+        assert_type(gateway.without_retries().with_options(request_timeout=1.5), ServerGateway)
+        assert_type(await quick.log_heartbeat("R", 30), HeartbeatResponse)
 
         heartbeat = await gateway.log_heartbeat(WorkflowRunStatus.RUNNING, 30.0)
         assert_type(heartbeat, HeartbeatResponse)
@@ -237,10 +241,16 @@ async def handle_errors(gateway: ServerGateway) -> int | None:
     except RetryBudgetExhaustedError as error:
         assert_type(error.last_error, GatewayError)
         assert_type(error.attempts, int)
+        assert_type(error.elapsed, float | None)
+        assert_type(error.retries_attempts, int | None)
+        assert_type(error.retries_timeout, float | None)
         assert_type(error.server_message, str | None)
         assert_type(error.server_error_type, str | None)
         raise
     except GatewayError as error:
+        assert_type(error.request_id, str | None)
+        assert_type(error.hint, str | None)
+        assert_type(error.url, str | None)
         assert_type(error.method, str | None)
         assert_type(error.route, str | None)
         assert_type(error.retry_after, float | None)
