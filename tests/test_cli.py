@@ -184,17 +184,21 @@ def test_a_negative_option_value_stays_the_options(server: FakeJobmonServer, url
 @pytest.mark.parametrize(
     ("args", "said"),
     [
-        (["workflow", "--bogus", "3"], "No such option '--bogus'"),
-        (["workflow", "-x"], "No such option '-x'"),
-        (["workflow", "1", "-3"], "unexpected extra argument (-3)"),
+        (["workflow", "--bogus", "3"], ("No such option", "--bogus")),
+        (["workflow", "-x"], ("No such option", "-x")),
+        (["workflow", "1", "-3"], ("unexpected extra argument", "-3")),
     ],
 )
 def test_other_unknown_words_are_still_usage_errors(
-    server: FakeJobmonServer, url: str, args: list[str], said: str
+    server: FakeJobmonServer, url: str, args: list[str], said: tuple[str, str]
 ) -> None:
     result = run("--url", url, *args)
     assert result.exit_code == 2
-    assert said in result.stderr
+    # click's words, which its versions punctuate differently ("No such option: -x"
+    # in 8.2, "No such option '-x'" later): the usage error and the word it is about.
+    what, word = said
+    assert what in result.stderr
+    assert word in result.stderr
     assert server.requests == []
 
 
