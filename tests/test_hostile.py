@@ -456,6 +456,20 @@ def test_a_password_in_the_service_url_is_refused_and_never_shown() -> None:
     assert "user" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "service_url",
+    ["http://127.0.0.1:5000/?token=s3cret-tk", "http://127.0.0.1:5000/api#s3cret-tk"],
+)
+def test_a_query_or_fragment_in_the_service_url_is_refused_and_never_shown(
+    service_url: str,
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Requester(service_url)
+    assert "s3cret-tk" not in str(info.value)
+    assert "s3cret-tk" not in repr(info.value)
+    assert "query or fragment" in str(info.value)
+
+
 def test_settings_are_read_only_and_with_options_keeps_changes() -> None:
     req = Requester("http://127.0.0.1:5000", request_timeout=3)
     with pytest.raises(AttributeError):

@@ -165,7 +165,7 @@ class BrokenAnswer(httpcore.RemoteProtocolError, PartialAnswer):
 def broken(exc: BaseException, talk: Conversation) -> BaseException:
     """What a pool raises for ``exc`` in the head phase: marked if the server had answered."""
     if talk.answered and isinstance(exc, httpcore.NetworkError | httpcore.RemoteProtocolError):
-        marked = BrokenAnswer(f"the answer broke off ({exc})")
+        marked = BrokenAnswer(str(exc) or type(exc).__name__)
         marked.__cause__ = exc
         return marked
     return exc

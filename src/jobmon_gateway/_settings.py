@@ -275,7 +275,11 @@ def _service_url(value: object) -> tuple[str, str, int, str]:
             "service_url must not contain spaces or control characters (line breaks, tabs)"
         )
     if "?" in value or "#" in value:
-        raise ConfigurationError(f"service_url must not have a query or fragment, got {value!r}")
+        # Only the part before it is shown: a query may carry a token.
+        before = value.split("?", 1)[0].split("#", 1)[0]
+        raise ConfigurationError(
+            f"service_url must not have a query or fragment (not shown), got {before!r} + ..."
+        )
     try:
         parts = urlsplit(value)
         hostname = parts.hostname or ""
