@@ -48,7 +48,7 @@ class Outgoing:
 
     method: str
     url: str
-    headers: Mapping[str, str]
+    headers: httpx.Headers  # checked and encoded once per gateway
     body: bytes | None
     repeat_safe: bool
 
@@ -103,24 +103,6 @@ def _url(text: str) -> httpx.URL:
     return url
 
 
-_HEADERS: dict[int, tuple[Mapping[str, str], httpx.Headers]] = {}
-
-
-def _headers(given: Mapping[str, str]) -> httpx.Headers:
-    # A requester hands the same headers object to every call of a gateway:
-    # encode and check it once (httpx copies a Headers it is given).
-    if isinstance(given, httpx.Headers):
-        return given  # encoded per call already (a request id): nothing to keep
-    found = _HEADERS.get(id(given))
-    if found is not None and found[0] is given:  # the object itself, not a reused id
-        return found[1]
-    if len(_HEADERS) >= _URLS_KEPT:
-        _HEADERS.clear()
-    headers = httpx.Headers(given)
-    _HEADERS[id(given)] = (given, headers)
-    return headers
-
-
 def _request(
     client: httpx.Client | httpx.AsyncClient | None,
     out: Outgoing,
@@ -138,7 +120,7 @@ def _request(
         return httpx.Request(
             out.method,
             _url(out.url),
-            headers=_headers(out.headers),
+            headers=out.headers,
             content=out.body,
             extensions=extensions,
         )

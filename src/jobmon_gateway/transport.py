@@ -470,7 +470,8 @@ class Requester:
             f"{urlencode(call.query)}&{self._version_query}" if call.query else self._version_query
         )
         base = self._merged_headers(headers) if headers else self._base
-        sent: Mapping[str, str] = base.plain
+        # Encoded for httpx once per gateway (httpx copies a Headers it is given).
+        sent: httpx.Headers = base.encoded
         if base.context is not None:
             # The one header that differs per call: the rest were checked and
             # encoded once; this costs a copy of that and one header's encoding.
