@@ -152,9 +152,18 @@ def test_an_async_call_in_a_forked_child_opens_its_own_connection() -> None:
             asyncio.run(gateway.close())
 
 
-def test_a_child_forked_beside_an_open_event_loop_opens_its_own_connection() -> None:
+@pytest.mark.parametrize(
+    "childs_loop",
+    ["its-own", "its-parents"],
+    ids=["child-runs-a-loop-of-its-own", "child-runs-its-parents-loop"],
+)
+def test_a_child_forked_beside_an_open_event_loop_opens_its_own_connection(
+    childs_loop: str,
+) -> None:
     # The parent's loop stays open across the fork, so its pooled connection
-    # is alive and idle there; the child runs a loop of its own.
+    # is alive and idle there. The child runs a loop of its own, or the very
+    # loop that connection belongs to: without the fork reset, the pool would
+    # hand the child that connection.
     with port_recorder() as srv:
         gateway = ServerGateway(requester(srv.server.url), 1, 1)
         loop = asyncio.new_event_loop()
@@ -162,38 +171,19 @@ def test_a_child_forked_beside_an_open_event_loop_opens_its_own_connection() -> 
             assert loop.run_until_complete(gateway.get_server_time()) == SERVER_TIME
             [parent_port] = srv.ports
 
-            child = in_child(lambda: asyncio.run(gateway.without_retries().get_server_time()))
-            assert child == OK
+            def child_call() -> datetime:
+                call = gateway.without_retries().get_server_time()
+                if childs_loop == "its-own":
+                    return asyncio.run(call)
+                return loop.run_until_complete(call)
+
+            assert in_child(child_call) == OK
             assert len(srv.ports) == 2
             assert srv.ports[1] != parent_port, "the child sent over the parent's connection"
 
             assert loop.run_until_complete(gateway.get_server_time()) == SERVER_TIME
             assert srv.ports[2] == parent_port, "the parent's next call left its pooled connection"
             assert srv.connections == 2
-            loop.run_until_complete(gateway.close())
-        finally:
-            loop.close()
-
-
-def test_a_child_running_its_parents_event_loop_opens_its_own_connection() -> None:
-    # The child runs the very loop the parent's pooled connection belongs to:
-    # without the fork reset, the pool would hand the child that connection.
-    with port_recorder() as srv:
-        gateway = ServerGateway(requester(srv.server.url), 1, 1)
-        loop = asyncio.new_event_loop()
-        try:
-            assert loop.run_until_complete(gateway.get_server_time()) == SERVER_TIME
-            [parent_port] = srv.ports
-
-            child = in_child(
-                lambda: loop.run_until_complete(gateway.without_retries().get_server_time())
-            )
-            assert child == OK
-            assert len(srv.ports) == 2
-            assert srv.ports[1] != parent_port, "the child sent over the parent's connection"
-
-            assert loop.run_until_complete(gateway.get_server_time()) == SERVER_TIME
-            assert srv.ports[2] == parent_port, "the parent's next call left its pooled connection"
             loop.run_until_complete(gateway.close())
         finally:
             loop.close()
