@@ -226,6 +226,19 @@ def test_an_endless_plain_body_stops_at_max_response_bytes() -> None:
     same_verdict(both(endless_chunked, max_response_bytes=1 << 20), ResponseTooLargeError)
 
 
+def test_a_small_answer_that_came_whole_with_its_head_is_still_bounded() -> None:
+    # 64 KiB of JSON in a few hundred bytes, head and body in one write: the
+    # pools hand such a body over whole, past httpx's stream; the reader still
+    # decodes it, and stops at the limit.
+    packed = zlib.compressobj(6, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    body = packed.compress(b'{"time": "' + b"9" * 65536 + b'"}') + packed.flush()
+    data = http_response(body, headers=(("content-encoding", "gzip"),))
+    assert len(data) < 1024
+    results = both(data, max_response_bytes=4096)
+    same_verdict(results, ResponseTooLargeError)
+    assert all("max_response_bytes" in str(error) for error, _ in results)
+
+
 def test_a_declared_length_over_the_limit_is_refused_before_reading() -> None:
     head = b"HTTP/1.1 200 OK\r\ncontent-length: 2147483648\r\n\r\n"
     results = both(head + b"{", max_response_bytes=1 << 20)

@@ -98,13 +98,25 @@ def prepared(
     )
 
 
+WHOLE_BODY = "jobmon_gateway.whole_body"
+"""A response extension: the raw body, when all of it came with the head.
+
+The sender reads it there rather than through httpx's stream wrappers (a
+few generators and context managers a call); the body streams as well, for
+anyone else holding the response.
+"""
+
+
 def response_of(head: Head, content: Any) -> httpcore.Response:
     """The httpcore response for ``head``, its body ``content`` (bytes, or a stream)."""
+    extensions: dict[str, Any] = {"http_version": b"HTTP/1.1", "reason_phrase": head.reason}
+    if isinstance(content, bytes):
+        extensions[WHOLE_BODY] = content
     return httpcore.Response(
         status=head.status_code,
         headers=head.headers,
         content=content,
-        extensions={"http_version": b"HTTP/1.1", "reason_phrase": head.reason},
+        extensions=extensions,
     )
 
 

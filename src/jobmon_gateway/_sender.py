@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 
 from ._answers import Answer, Attempt, error_from, never_sent
-from ._http11 import PartialAnswer
+from ._http11 import WHOLE_BODY, PartialAnswer
 from ._reader import BodyReader, Deadline, Fault, check_head
 from ._watchdog import watch
 from .errors import GatewayError, InvalidRequestError
@@ -48,9 +48,10 @@ class Outgoing:
 
     method: str
     url: str
-    headers: httpx.Headers  # checked and encoded once per gateway
+    headers: tuple[tuple[bytes, bytes], ...]  # checked and encoded once per gateway
     body: bytes | None
     repeat_safe: bool
+    framed: bool = False  # the headers name Host, Content-Length or Transfer-Encoding
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,20 +88,22 @@ class _Trace:
         return self.events > 0 and not self.connected
 
 
-_URLS: dict[str, httpx.URL] = {}
+_URLS: dict[str, tuple[httpx.URL, bytes]] = {}
 _URLS_KEPT = 512
 
 
-def _url(text: str) -> httpx.URL:
+def _url(text: str) -> tuple[httpx.URL, bytes]:
     # httpx checks a URL character by character (~40 µs for a gateway's);
     # a driver sends the same few URLs again and again (every heartbeat's is
-    # the same), and httpx.URL is immutable: parse each once.
-    url = _URLS.get(text)
-    if url is None:
+    # the same), and httpx.URL is immutable: parse each once, with the Host
+    # header httpx would give it.
+    found = _URLS.get(text)
+    if found is None:
         if len(_URLS) >= _URLS_KEPT:
             _URLS.clear()
-        url = _URLS[text] = httpx.URL(text)
-    return url
+        url = httpx.URL(text)
+        found = _URLS[text] = (url, url.netloc)
+    return found
 
 
 def _request(
@@ -116,17 +119,31 @@ def _request(
         "trace": trace,
         "jobmon_gateway.deadline": deadline.at,
     }
-    if client is None:
+    url, host = _url(out.url)
+    if client is not None:
+        # A lent client builds it: its own headers, auth and cookies apply.
+        request = client.build_request(out.method, url, content=out.body, headers=out.headers)
+        request.extensions.update(extensions)
+        return request
+    if out.framed:
+        # The caller framed it: httpx decides what it adds.
         return httpx.Request(
-            out.method,
-            _url(out.url),
-            headers=out.headers,
-            content=out.body,
-            extensions=extensions,
+            out.method, url, headers=out.headers, content=out.body, extensions=extensions
         )
-    # A lent client builds it: its own headers, auth and cookies apply.
-    request = client.build_request(out.method, _url(out.url), content=out.body, headers=out.headers)
-    request.extensions.update(extensions)
+    # What httpx.Request(content=body) makes, built directly (a third of
+    # its cost): the Host line first, the given lines, the body's length.
+    lines = [(b"Host", host), *out.headers]
+    body = out.body  # None for a GET only: httpx gives that no Content-Length
+    if body is not None:
+        lines.append((b"Content-Length", b"%d" % len(body)))
+    request = httpx.Request(
+        out.method,
+        url,
+        headers=lines,
+        stream=httpx.ByteStream(body or b""),
+        extensions=extensions,
+    )
+    request.read()  # as with content=: hooks and mocks read request.content
     return request
 
 
@@ -140,6 +157,14 @@ def _reader(response: httpx.Response, limit: int) -> BodyReader:
         reader.feed(response.content)
         return reader
     return BodyReader(encoding, limit, length)
+
+
+def _whole(response: httpx.Response) -> bytes | None:
+    # The SDK's own pools hand a body that came with its head over whole.
+    if response.is_stream_consumed:
+        return None
+    whole = response.extensions.get(WHOLE_BODY)
+    return whole if isinstance(whole, bytes) else None
 
 
 def _answer(response: httpx.Response, body: bytes) -> Answer:
@@ -267,7 +292,10 @@ class Sender:
                     answered = True
                     try:
                         reader = _reader(response, self._limit)
-                        if not response.is_stream_consumed:
+                        whole = _whole(response)
+                        if whole is not None:
+                            reader.feed(whole)
+                        elif not response.is_stream_consumed:
                             for chunk in response.iter_raw():
                                 reader.feed(chunk)
                                 deadline.check()
@@ -377,7 +405,10 @@ class AsyncSender:
         state["answered"] = True
         try:
             reader = _reader(response, self._limit)
-            if not response.is_stream_consumed:
+            whole = _whole(response)
+            if whole is not None:
+                reader.feed(whole)
+            elif not response.is_stream_consumed:
                 async for chunk in response.aiter_raw():
                     reader.feed(chunk)
                     deadline.check()

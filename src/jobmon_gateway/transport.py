@@ -51,6 +51,8 @@ _JSON = json.JSONEncoder(separators=(",", ":"))
 
 CONTEXT_HEADER = "X-Server-Structlog-Context"
 """The header whose JSON object the 3.6 server binds, key by key, into its log context."""
+_CONTEXT_NAME = CONTEXT_HEADER.encode("ascii")
+_FRAMING = frozenset({b"host", b"content-length", b"transfer-encoding"})
 REQUEST_ID_KEY = "client_request_id"
 """The key of a call's request id in :data:`CONTEXT_HEADER`.
 
@@ -470,20 +472,19 @@ class Requester:
             f"{urlencode(call.query)}&{self._version_query}" if call.query else self._version_query
         )
         base = self._merged_headers(headers) if headers else self._base
-        # Encoded for httpx once per gateway (httpx copies a Headers it is given).
-        sent: httpx.Headers = base.encoded
+        lines = base.lines
         if base.context is not None:
             # The one header that differs per call: the rest were checked and
-            # encoded once; this costs a copy of that and one header's encoding.
-            encoded = base.encoded.copy()
-            encoded[CONTEXT_HEADER] = f'{base.context}{request_id}"}}'
-            sent = encoded
+            # encoded once; this costs one line's encoding.
+            value = f'{base.context}{request_id}"}}'
+            lines = (*lines, (_CONTEXT_NAME, value.encode("ascii")))
         return Outgoing(
             call.method,
             f"{self._base_url}{call.route}?{query}",
-            sent,
+            lines,
             None if call.method == "GET" else _JSON.encode(call.body or {}).encode(),
             call.repeat_safe or self._connection.repeat_safe_queueing,
+            base.framed,
         )
 
     def _merged_headers(self, headers: Mapping[str, str]) -> _BaseHeaders:
@@ -504,7 +505,7 @@ class Requester:
             name.lower() == CONTEXT_HEADER.lower() for name in checked
         ):
             # The settings' own context still applies.
-            merged = _BaseHeaders(given, base.context, httpx.Headers(given))
+            merged = _BaseHeaders.made(given, base.context)
         else:
             merged = _BaseHeaders.of(given)
         self._last_merge = (headers, merged)
@@ -599,11 +600,21 @@ class _BaseHeaders:
     ``context`` is the start of the log context's JSON text (a call's header
     is that, its request id and ``"}``); ``None``: the given
     ``CONTEXT_HEADER`` is not a JSON object, and ``plain`` is sent as it is.
+    ``lines`` are ``plain`` encoded as httpx encodes them (ASCII: every value
+    was checked printable), in their order.
     """
 
     plain: dict[str, str]
     context: str | None
-    encoded: httpx.Headers
+    lines: tuple[tuple[bytes, bytes], ...]
+    framed: bool  # a line names Host, Content-Length or Transfer-Encoding
+
+    @classmethod
+    def made(cls, plain: dict[str, str], context: str | None) -> _BaseHeaders:
+        """``plain`` and ``context``, with ``plain`` encoded once."""
+        lines = tuple(httpx.Headers(plain).raw)
+        framed = any(name.lower() in _FRAMING for name, _ in lines)
+        return cls(plain, context, lines, framed)
 
     @classmethod
     def of(cls, headers: dict[str, str]) -> _BaseHeaders:
@@ -620,10 +631,10 @@ class _BaseHeaders:
                 parsed = None
             if not isinstance(parsed, dict):
                 # The server could not read an id in it either: sent as given.
-                return cls(headers, None, httpx.Headers(headers))
+                return cls.made(headers, None)
             context = parsed
         context.pop(REQUEST_ID_KEY, None)  # the call's own id is the one the error names
         # ASCII JSON of a parsed object: printable, so still a valid header value.
         text = json.dumps(context)
         start = f"{text[:-1]}, " if context else "{"
-        return cls(rest, f'{start}"{REQUEST_ID_KEY}": "', httpx.Headers(rest))
+        return cls.made(rest, f'{start}"{REQUEST_ID_KEY}": "')
