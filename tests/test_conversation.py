@@ -566,7 +566,8 @@ def converse(c: Case, pieces: list[bytes]) -> tuple[Verdict, object]:
     look at the idle socket before reusing it)."""
     assert all(pieces), "an empty read means the server closed"
     talk = Conversation()
-    talk.request(c.method.encode(), b"/", [(b"Host", b"127.0.0.1")], None)
+    method = c.method.encode()
+    talk.request(method, (method + b" / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", None, False), None)
     reads = iter([*pieces, *([b""] if c.close else [])])
     deadline = time.monotonic() + TIMEOUT
 

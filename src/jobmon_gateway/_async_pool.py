@@ -231,7 +231,7 @@ class AsyncPool:
 
     async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
         """Send ``request`` and answer as soon as the head is in; the body streams."""
-        origin, deadline, trace, route, target, headers = prepared(request, self._routing)
+        origin, deadline, trace, route, checked = prepared(request, self._routing)
         given = request.stream
         if isinstance(given, httpx.ByteStream):
             # Bytes given as the content (every gateway call): no need to
@@ -261,7 +261,7 @@ class AsyncPool:
                 # As httpcore does on every request: with no connect event
                 # before it, the sender knows the connection was reused.
                 await trace("http11.send_request_headers.started", {"request": request})
-            data = talk.request(request.method, target, headers, body)
+            data = talk.request(request.method, checked, body)
             try:
                 await stream.write(data, deadline)
             except httpcore.WriteError:

@@ -81,20 +81,18 @@ def origin_of(url: httpcore.URL) -> Origin:
 
 def prepared(
     request: httpcore.Request, routing: Routing
-) -> tuple[Origin, float, Any, Route, bytes, list[tuple[bytes, bytes]]]:
-    """What a pool needs of ``request``: origin, deadline, trace, route, target and headers."""
+) -> tuple[Origin, float, Any, Route, RequestHead]:
+    """What a pool needs of ``request``: origin, deadline, trace, route and its checked head."""
     origin = origin_of(request.url)
     route = routing.route(*origin)
     target, headers = outgoing(request.url, request.headers, route)
-    # Checked before any connection is made (and kept for the send).
-    _request_head(request.method, target, headers)
     return (
         origin,
         deadline_of(request.extensions),
         request.extensions.get("trace"),
         route,
-        target,
-        headers,
+        # Checked before any connection is made, and kept for the send.
+        _request_head(request.method, target, headers),
     )
 
 
@@ -144,7 +142,7 @@ def tunnel_request(route: Route) -> tuple[Conversation, bytes]:
     if route.proxy is not None and route.proxy.authorization is not None:
         headers.append((b"Proxy-Authorization", route.proxy.authorization))
     talk = Conversation()
-    return talk, talk.request(b"CONNECT", route.tunnel, headers, None)
+    return talk, talk.request(b"CONNECT", _request_head(b"CONNECT", route.tunnel, headers), None)
 
 
 def check_tunnel(talk: Conversation, head: Head, *, more_bytes: bool) -> None:
@@ -207,7 +205,7 @@ _REQUEST_LINE = re.compile(_TOKEN + rb" [\x21-\x7e\x80-\xff]+")
 _NAME = re.compile(_TOKEN)
 _FIELD_VALUE = re.compile(_VALUE)
 
-_Framing = tuple[bytes, int | None, bool]  # head bytes, Content-Length, chunked
+RequestHead = tuple[bytes, int | None, bool]  # head bytes, Content-Length, chunked
 # Each header pair, checked, as its line and what it says of the framing
 # (-1: nothing; -2: chunked; else the Content-Length). A driver sends the same
 # few headers again and again; one of them (the request id) changes on every
@@ -234,7 +232,7 @@ def _header_line(name: bytes, value: bytes) -> tuple[bytes, int]:
     return b"%s: %s\r\n" % (name, value), framing
 
 
-def _request_head(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> _Framing:
+def _request_head(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> RequestHead:
     request_line = b"%s %s" % (method, target)
     if request_line not in _TARGETS:
         if not _REQUEST_LINE.fullmatch(request_line):
@@ -353,17 +351,11 @@ class Conversation:
         self._keep_alive = False
         self._done = False
 
-    def request(
-        self,
-        method: bytes,
-        target: bytes,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes | None,
-    ) -> bytes:
-        """The bytes of a whole request (head and body), ready to send."""
+    def request(self, method: bytes, checked: RequestHead, body: bytes | None) -> bytes:
+        """The bytes of a whole request (its head checked by ``prepared``, and body), to send."""
         self._reset()
         self._method = method
-        head, length, chunked = _request_head(method, target, headers)
+        head, length, chunked = checked
         size = len(body) if body else 0
         if chunked:
             return head + (b"%x\r\n%s\r\n0\r\n\r\n" % (size, body) if body else b"0\r\n\r\n")

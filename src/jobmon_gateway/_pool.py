@@ -183,7 +183,7 @@ class SyncPool:
 
     def handle_request(self, request: httpcore.Request) -> httpcore.Response:
         """Send ``request`` and answer as soon as the head is in; the body streams."""
-        origin, deadline, trace, route, target, headers = prepared(request, self._routing)
+        origin, deadline, trace, route, checked = prepared(request, self._routing)
         body = b"".join(request.stream)  # type: ignore[arg-type]
         slots = self._slots
         if not slots.acquire(timeout=seconds_left(deadline)):
@@ -202,7 +202,7 @@ class SyncPool:
                 # As httpcore does on every request: with no connect event
                 # before it, the sender knows the connection was reused.
                 trace("http11.send_request_headers.started", {"request": request})
-            data = talk.request(request.method, target, headers, body)
+            data = talk.request(request.method, checked, body)
             try:
                 _send(conn.sock, data, deadline)
             except httpcore.WriteError:
