@@ -15,11 +15,12 @@ import contextlib
 import os
 import socket
 import ssl
+import sys
 import threading
 import time
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import httpcore
 import httpx
@@ -41,6 +42,23 @@ from ._routing import Route, Routing, UnresolvedHost
 __all__ = ["AsyncPool"]
 
 _BUFFER_HIGH = 1 << 20  # pause reading past 1 MiB not yet taken
+
+_T = TypeVar("_T")
+
+if sys.version_info >= (3, 11):
+
+    async def _within(awaitable: Awaitable[_T], seconds: float) -> _T:
+        """``awaitable``'s result, or ``TimeoutError`` after ``seconds``.
+
+        ``asyncio.timeout`` times the running task itself; ``wait_for`` (3.10,
+        3.11) runs the awaitable in a task of its own, a few more turns of the
+        loop for every connection made.
+        """
+        async with asyncio.timeout(seconds):
+            return await awaitable
+
+else:  # pragma: no cover - Python 3.10
+    _within = asyncio.wait_for
 
 
 class _Stream(asyncio.Protocol):
@@ -243,7 +261,7 @@ class AsyncPool:
         slots = record.slots
         if slots.locked():
             try:
-                await asyncio.wait_for(slots.acquire(), seconds_left(deadline))
+                await _within(slots.acquire(), seconds_left(deadline))
             except asyncio.TimeoutError:
                 raise httpcore.PoolTimeout("no free connection before the deadline") from None
         else:
@@ -377,11 +395,11 @@ class AsyncPool:
         sock: socket.socket | None = None
         try:
             left = seconds_left(deadline)
-            sock = await asyncio.wait_for(_connected_socket(loop, route.address), left)
+            sock = await _within(_connected_socket(loop, route.address), left)
             tls_now = route.tls and route.tunnel is None
             context = self._tls() if route.tls else None
             left = seconds_left(deadline)
-            _, made = await asyncio.wait_for(
+            _, made = await _within(
                 loop.create_connection(
                     lambda: _Stream(loop),
                     sock=sock,
@@ -399,7 +417,7 @@ class AsyncPool:
                     assert stream.transport is not None
                     assert context is not None
                     left = seconds_left(deadline)
-                    tls = await asyncio.wait_for(
+                    tls = await _within(
                         loop.start_tls(
                             stream.transport,
                             stream,
