@@ -5,7 +5,11 @@
 * sync: one kept-alive ``http.client.HTTPConnection`` (the standard library; no pool, no
   deadline per read, no size limit), ``json.loads`` of the answer;
 * async: one ``aiohttp.ClientSession`` with its defaults (aiohttp decompresses), ``json.loads``
-  (only the async side needs aiohttp, imported on first use: see ``have_aiohttp()``);
+  (only the async side needs aiohttp, imported on first use: see ``have_aiohttp()``), but for
+  one: an idle connection is kept as long as the SDK keeps one (4 s), not aiohttp's 15 s. The
+  Jobmon server (uvicorn) closes a connection idle for 5 s; a client that reuses one after
+  that sends into a closing socket. With 15 s the floor skipped the reconnects the SDK makes
+  when batches are more than 4 s apart, as they are in ``run.py``;
 * the big answers: that session, and msgspec's typed decoders (``msgspec_models.py``),
   which check what the SDK's models check. Without msgspec ``typed`` is ``None`` and the big
   answers have no floor (``run.py`` says so).
@@ -174,7 +178,11 @@ class Floor(SdkRequests):
         if self.session is None:
             import aiohttp
 
-            self.session = aiohttp.ClientSession()
+            from jobmon_gateway._settings import KEEPALIVE_EXPIRY
+
+            self.session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(keepalive_timeout=KEEPALIVE_EXPIRY)
+            )
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
