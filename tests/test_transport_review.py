@@ -379,3 +379,61 @@ def test_an_async_hooks_future_is_awaited() -> None:
         gateway = ServerGateway(requester(srv.url, event_hooks={"response": [hook]}), 1, 1)
         with pytest.raises(TransportError):
             heartbeat("async", gateway)
+
+
+def test_a_task_that_carried_on_after_a_cancel_still_gets_a_gateway_error_on_a_pool_timeout() -> (
+    None
+):
+    # A job that reports its final state after being cancelled (it caught
+    # CancelledError and went on) times out waiting for the only pool slot:
+    # that is the SDK's timeout, never a CancelledError (asyncio.timeout
+    # before Python 3.11.3 confused the two).
+    async def scenario() -> BaseException | None:
+        release, arrived = asyncio.Event(), asyncio.Event()
+
+        async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            arrived.set()  # the first call holds the only slot
+            await release.wait()
+            writer.write(http_response(b'{"time": "2026-11-28 17:56:34"}'))
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(slow, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        requester = Requester(
+            f"http://127.0.0.1:{port}",
+            limits=httpx.Limits(max_connections=1),
+            request_timeout=0.3,
+            retries_attempts=1,
+        )
+        async with ServerGateway(requester, 1, 7) as gateway:
+            holder = asyncio.create_task(gateway.with_options(request_timeout=10).get_server_time())
+            waiting = asyncio.Event()
+
+            async def final_report() -> BaseException | None:
+                try:
+                    waiting.set()
+                    await asyncio.Event().wait()
+                except asyncio.CancelledError:
+                    pass  # carries on, without uncancel()
+                try:
+                    await gateway.get_server_time()
+                except BaseException as exc:  # the class is the point
+                    return exc
+                return None
+
+            reporter = asyncio.create_task(final_report())
+            await waiting.wait()
+            await arrived.wait()
+            reporter.cancel()
+            found = await reporter
+            release.set()
+            await holder
+        server.close()
+        await server.wait_closed()
+        return found
+
+    found = asyncio.run(scenario())
+    assert isinstance(found, GatewayError), repr(found)
+    assert "timeout" in type(found).__name__.lower() or "deadline" in str(found), repr(found)

@@ -45,20 +45,22 @@ _BUFFER_HIGH = 1 << 20  # pause reading past 1 MiB not yet taken
 
 _T = TypeVar("_T")
 
-if sys.version_info >= (3, 11):
+# Before 3.11.3 (gh-102780) asyncio.timeout gave a task that had been
+# cancelled once (and carried on) CancelledError instead of TimeoutError.
+_TIMEOUT_SCOPES = sys.version_info >= (3, 11, 3)
 
-    async def _within(awaitable: Awaitable[_T], seconds: float) -> _T:
-        """``awaitable``'s result, or ``TimeoutError`` after ``seconds``.
 
-        ``asyncio.timeout`` times the running task itself; ``wait_for`` (3.10,
-        3.11) runs the awaitable in a task of its own, a few more turns of the
-        loop for every connection made.
-        """
+async def _within(awaitable: Awaitable[_T], seconds: float) -> _T:
+    """``awaitable``'s result, or ``TimeoutError`` after ``seconds``.
+
+    ``asyncio.timeout`` times the running task itself; ``wait_for`` (3.10,
+    3.11) runs the awaitable in a task of its own, a few more turns of the
+    loop for every connection made.
+    """
+    if sys.version_info >= (3, 11) and _TIMEOUT_SCOPES:
         async with asyncio.timeout(seconds):
             return await awaitable
-
-else:  # pragma: no cover - Python 3.10
-    _within = asyncio.wait_for
+    return await asyncio.wait_for(awaitable, seconds)  # pragma: no cover - before 3.11.3
 
 
 class _Stream(asyncio.Protocol):

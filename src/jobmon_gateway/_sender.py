@@ -161,6 +161,9 @@ def _reader(response: httpx.Response, limit: int) -> BodyReader:
 
 def _whole(response: httpx.Response) -> bytes | None:
     # The SDK's own pools hand a body that came with its head over whole.
+    # Only asked of the SDK's own transport: a transport wrapping it may
+    # answer with a stream of its own (decoded, replaced) and the pool's
+    # extensions, and then the stream is the answer.
     if response.is_stream_consumed:
         return None
     whole = response.extensions.get(WHOLE_BODY)
@@ -292,7 +295,7 @@ class Sender:
                     answered = True
                     try:
                         reader = _reader(response, self._limit)
-                        whole = _whole(response)
+                        whole = _whole(response) if self._bounded else None
                         if whole is not None:
                             reader.feed(whole)
                         elif not response.is_stream_consumed:
@@ -405,7 +408,7 @@ class AsyncSender:
         state["answered"] = True
         try:
             reader = _reader(response, self._limit)
-            whole = _whole(response)
+            whole = _whole(response) if self._bounded else None
             if whole is not None:
                 reader.feed(whole)
             elif not response.is_stream_consumed:
