@@ -28,6 +28,7 @@ import httpx
 from ._http11 import (
     Conversation,
     Origin,
+    PoolAnswer,
     broken,
     check_tunnel,
     overdue_error,
@@ -138,16 +139,25 @@ class _Stream(asyncio.Protocol):
             self.transport.resume_reading()
         return data
 
-    async def write(self, data: bytes, deadline: float) -> None:
-        """Send ``data``, waiting (on the deadline) while the socket's buffer is full."""
+    def send(self, data: bytes) -> bool:
+        """Hand ``data`` to the transport; ``True`` if its buffer is full (then :meth:`drain`)."""
         transport = self.transport
         if self.ended or transport is None or transport.is_closing():
             raise httpcore.WriteError("the connection is closed")
         transport.write(data)
+        return self.writing_paused
+
+    async def drain(self, deadline: float) -> None:
+        """Wait (on the deadline) while the socket's buffer is full."""
         while self.writing_paused:
             if self.ended:
                 raise httpcore.WriteError("the connection closed while sending")
             await self._wait(deadline)
+
+    async def write(self, data: bytes, deadline: float) -> None:
+        """Send ``data``, waiting (on the deadline) while the socket's buffer is full."""
+        if self.send(data):
+            await self.drain(deadline)
 
     def close(self) -> None:
         if self.transport is not None:
@@ -185,7 +195,7 @@ class _Connection:
 class _LoopConnections:
     """One event loop's connections: the idle ones and a guard that closes them with the loop."""
 
-    __slots__ = ("guard", "idle", "slots")
+    __slots__ = ("__weakref__", "guard", "idle", "slots")
 
     def __init__(self, max_connections: int) -> None:
         self.idle: list[_Connection] = []
@@ -243,13 +253,17 @@ class AsyncPool:
             weakref.WeakKeyDictionary()
         )
         self._lock = threading.Lock()
+        # The last loop's record, both held weakly: see _current().
+        self._last: (
+            tuple[weakref.ref[asyncio.AbstractEventLoop], weakref.ref[_LoopConnections]] | None
+        ) = None
         self._generation = 0
         self.closed = False
         remember_for_fork(self)
 
     # -- httpcore's interface ---------------------------------------------------
 
-    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+    async def handle_async_request(self, request: httpcore.Request) -> PoolAnswer:
         """Send ``request`` and answer as soon as the head is in; the body streams."""
         origin, deadline, trace, route, checked = prepared(request, self._routing)
         given = request.stream
@@ -259,7 +273,9 @@ class AsyncPool:
             body = b"".join(given)
         else:
             body = b"".join([part async for part in given])  # type: ignore[union-attr]
-        record = await self._record()
+        record = self._current()
+        if record is None:
+            record = await self._record()
         slots = record.slots
         if slots.locked():
             try:
@@ -283,7 +299,9 @@ class AsyncPool:
                 await trace("http11.send_request_headers.started", {"request": request})
             data = talk.request(request.method, checked, body)
             try:
-                await stream.write(data, deadline)
+                # Most requests fit the socket's buffer: no coroutine to wait on.
+                if stream.send(data):
+                    await stream.drain(deadline)
             except httpcore.WriteError:
                 # The server may have answered already and closed: read that
                 # answer, as httpx does (the sync pool's rule).
@@ -312,6 +330,7 @@ class AsyncPool:
             self.closed = True
             records = list(self._loops.items())
             self._loops = weakref.WeakKeyDictionary()
+            self._last = None
         for loop, record in records:
             if loop.is_closed():
                 _close_by_force(record)
@@ -338,6 +357,8 @@ class AsyncPool:
             ]
             for loop, _ in records:
                 del self._loops[loop]
+            if records:
+                self._last = None
         for loop, record in records:
             if loop.is_closed():
                 _close_by_force(record)
@@ -352,9 +373,20 @@ class AsyncPool:
 
     # -- connections ------------------------------------------------------------
 
+    def _current(self) -> _LoopConnections | None:
+        # The record of the loop the last call ran on, if this call runs on
+        # it too: most programs have one loop. Held weakly, as _loops holds
+        # them: the pool keeps neither a loop nor a dead loop's connections.
+        last = self._last
+        if last is not None and last[0]() is asyncio.get_running_loop():
+            return last[1]()
+        return None
+
     async def _record(self) -> _LoopConnections:
         loop = asyncio.get_running_loop()
         record = self._loops.get(loop)
+        if record is not None:
+            self._last = (weakref.ref(loop), weakref.ref(record))
         if record is None:
             # A new loop: loops closed without shutting down (no
             # shutdown_asyncgens) are let go here, their sockets closed.
@@ -365,11 +397,13 @@ class AsyncPool:
             record.guard = guard
             with self._lock:
                 self._loops[loop] = record
+                self._last = (weakref.ref(loop), weakref.ref(record))
         return record
 
     def forget(self, record: _LoopConnections) -> None:
         """Drop ``record`` (its loop is shutting down)."""
         with self._lock:
+            self._last = None
             for loop, kept in list(self._loops.items()):
                 if kept is record:
                     del self._loops[loop]
@@ -490,6 +524,7 @@ class AsyncPool:
         finally:
             os.close(null)
         self._loops = weakref.WeakKeyDictionary()
+        self._last = None
         self._lock = threading.Lock()
         self._generation += 1
 

@@ -28,6 +28,7 @@ import httpcore
 from ._http11 import (
     Conversation,
     Origin,
+    PoolAnswer,
     broken,
     check_tunnel,
     overdue_error,
@@ -181,7 +182,7 @@ class SyncPool:
 
     # -- httpcore's interface ---------------------------------------------------
 
-    def handle_request(self, request: httpcore.Request) -> httpcore.Response:
+    def handle_request(self, request: httpcore.Request) -> PoolAnswer:
         """Send ``request`` and answer as soon as the head is in; the body streams."""
         origin, deadline, trace, route, checked = prepared(request, self._routing)
         body = b"".join(request.stream)  # type: ignore[arg-type]
