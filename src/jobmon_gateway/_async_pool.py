@@ -233,7 +233,7 @@ _FORSAKEN: list[object] = []
 
 
 class AsyncPool:
-    """Keep-alive connections per event loop, with httpcore's async pool interface."""
+    """Keep-alive connections per event loop, called by httpx as it calls httpcore's pool."""
 
     def __init__(
         self,

@@ -157,7 +157,7 @@ if hasattr(os, "register_at_fork"):
 
 
 class SyncPool:
-    """Keep-alive connections over sockets, with httpcore's pool interface."""
+    """Keep-alive connections over sockets, called by httpx as it calls httpcore's pool."""
 
     def __init__(
         self,
