@@ -58,7 +58,7 @@ async def _within(awaitable: Awaitable[_T], seconds: float) -> _T:
     3.11) runs the awaitable in a task of its own, a few more turns of the
     loop for every connection made.
     """
-    if sys.version_info >= (3, 11) and _TIMEOUT_SCOPES:
+    if sys.version_info >= (3, 11) and _TIMEOUT_SCOPES:  # the first test is mypy's
         async with asyncio.timeout(seconds):
             return await awaitable
     return await asyncio.wait_for(awaitable, seconds)  # pragma: no cover - before 3.11.3
@@ -385,8 +385,6 @@ class AsyncPool:
     async def _record(self) -> _LoopConnections:
         loop = asyncio.get_running_loop()
         record = self._loops.get(loop)
-        if record is not None:
-            self._last = (weakref.ref(loop), weakref.ref(record))
         if record is None:
             # A new loop: loops closed without shutting down (no
             # shutdown_asyncgens) are let go here, their sockets closed.
@@ -397,7 +395,7 @@ class AsyncPool:
             record.guard = guard
             with self._lock:
                 self._loops[loop] = record
-                self._last = (weakref.ref(loop), weakref.ref(record))
+        self._last = (weakref.ref(loop), weakref.ref(record))
         return record
 
     def forget(self, record: _LoopConnections) -> None:
