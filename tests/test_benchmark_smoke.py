@@ -90,3 +90,27 @@ def test_quick_benchmark_without_msgspec_skips_the_typed_floor(tmp_path: Path) -
     # The heartbeats' floor needs only the standard library and aiohttp.
     for key in ("heartbeat_sync", "heartbeat_async", "heartbeat_concurrent"):
         assert by_key[key]["ratio_floor"] is not None, key
+
+
+ROW_TYPES = Path(__file__).resolve().parents[1] / "benchmarks" / "row_types.py"
+
+
+@pytest.mark.timeout(60)
+def test_row_types_decode_alike_and_print_their_table() -> None:
+    # Every row type is checked against the SDK's TaskMetadata, field by field, before
+    # anything is timed: a row type that decoded differently would end the run.
+    pytest.importorskip("msgspec")
+    argv = [str(ROW_TYPES), "--rounds", "1", "--tasks", "1200", "--chunk", "500"]
+    done = subprocess.run(
+        [sys.executable, *argv], capture_output=True, text=True, timeout=50, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "1,200 tasks in pages of 500, 1 rounds (medians)"
+    rows = {line.split("  ")[0].strip(): line.split() for line in lines[2:]}
+    assert set(rows) == {"TaskMetadata", "slotted", "named tuple", "msgspec"}
+    assert rows["msgspec"][-2] == "1.00"
+    # The objects the cycle collector tracks per kept task: a model, its __dict__ and
+    # its fallback_queues list; a lighter row type has no __dict__.
+    assert rows["TaskMetadata"][-1] == "3.00"
+    assert rows["named tuple"][-1] == "2.00"
