@@ -43,6 +43,15 @@ from ._routing import Route, Routing, UnresolvedHost
 __all__ = ["AsyncPool"]
 
 _BUFFER_HIGH = 1 << 20  # pause reading past 1 MiB not yet taken
+_SENT_TOGETHER_BYTES = 1 << 16
+"""Requests up to this size started in one turn of the loop are written together at the next.
+
+A write on loopback that wakes a sleeping server charges the wake-up to the
+writer: measured here, 50 concurrent calls each writing at once spent about
+10 us more kernel time a call than the same requests written back to back
+(as aiohttp's writer task does). Bigger requests are written at once, and
+drained.
+"""
 
 _T = TypeVar("_T")
 
@@ -147,6 +156,24 @@ class _Stream(asyncio.Protocol):
         transport.write(data)
         return self.writing_paused
 
+    def check_open(self) -> None:
+        """Raise ``httpcore.WriteError`` if nothing can be sent on this connection any more."""
+        transport = self.transport
+        if self.ended or transport is None or transport.is_closing():
+            raise httpcore.WriteError("the connection is closed")
+
+    def send_queued(self, data: bytes) -> None:
+        """Write ``data`` queued at the loop's last turn, unless the connection closed since.
+
+        Closed since (the server hung up, or the caller gave up and the pool
+        dropped the connection), nothing is written: a waiting reader sees
+        the end. A socket error while writing is the transport's to report:
+        it closes and calls :meth:`connection_lost`, which wakes the reader.
+        """
+        transport = self.transport
+        if not self.ended and transport is not None and not transport.is_closing():
+            transport.write(data)
+
     async def drain(self, deadline: float) -> None:
         """Wait (on the deadline) while the socket's buffer is full."""
         while self.writing_paused:
@@ -195,12 +222,26 @@ class _Connection:
 class _LoopConnections:
     """One event loop's connections: the idle ones and a guard that closes them with the loop."""
 
-    __slots__ = ("__weakref__", "guard", "idle", "slots")
+    __slots__ = ("__weakref__", "guard", "idle", "slots", "unsent")
 
     def __init__(self, max_connections: int) -> None:
         self.idle: list[_Connection] = []
         self.slots = asyncio.Semaphore(max_connections)
         self.guard: AsyncGenerator[None, None] | None = None
+        self.unsent: list[tuple[_Stream, bytes]] = []
+
+    def send_soon(self, stream: _Stream, data: bytes) -> None:
+        """Write ``data`` at the loop's next turn, with every request queued in this one."""
+        stream.check_open()
+        unsent = self.unsent
+        if not unsent:
+            stream.loop.call_soon(self._send_unsent)
+        unsent.append((stream, data))
+
+    def _send_unsent(self) -> None:
+        unsent, self.unsent = self.unsent, []
+        for stream, data in unsent:
+            stream.send_queued(data)
 
     def close_idle(self, *, sockets_too: bool = False) -> None:
         idle, self.idle = self.idle, []
@@ -299,8 +340,9 @@ class AsyncPool:
                 await trace("http11.send_request_headers.started", {"request": request})
             data = talk.request(request.method, checked, body)
             try:
-                # Most requests fit the socket's buffer: no coroutine to wait on.
-                if stream.send(data):
+                if len(data) <= _SENT_TOGETHER_BYTES:
+                    record.send_soon(stream, data)
+                elif stream.send(data):
                     await stream.drain(deadline)
             except httpcore.WriteError:
                 # The server may have answered already and closed: read that
