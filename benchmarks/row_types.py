@@ -171,11 +171,13 @@ def page_through(decode: Callable[[bytes], dict[int, Any]], answers: list[bytes]
     """Every page decoded with the collector paused (as the SDK's decode does) and kept."""
     tasks: dict[int, Any] = {}
     for content in answers:
+        paused = gc.isenabled()
         gc.disable()
         try:
             chunk = decode(content)
         finally:
-            gc.enable()
+            if paused:
+                gc.enable()
         tasks.update(chunk)
         # The next request: a few new containers, as a call allocates, so that a collection
         # the decode left due runs between pages, where it runs in a real driver.
@@ -189,6 +191,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--chunk", type=int, default=500)
+    parser.add_argument(
+        "--collector",
+        choices=("on", "off"),
+        default="on",
+        help="off: the cycle collector stays off for the whole paging (the decode alone)",
+    )
     args = parser.parse_args()
     typed = typed_decoders()
     if typed is None:
@@ -222,16 +230,22 @@ def main() -> None:
             gc.collect()
             before = len(gc.get_objects())
             clock.seconds = 0.0
+            if args.collector == "off":
+                gc.disable()
             start = time.process_time()
             tasks = page_through(sides[name], answers)
             cpu[name].append(time.process_time() - start)
+            gc.enable()
             collector[name].append(clock.seconds)
             gc.collect()
             tracked[name] = (len(gc.get_objects()) - before) / len(tasks)
             del tasks
     gc.callbacks.remove(clock)
     floor = statistics.median(cpu["msgspec"])
-    print(f"{args.tasks:,} tasks in pages of {args.chunk}, {args.rounds} rounds (medians)")
+    print(
+        f"{args.tasks:,} tasks in pages of {args.chunk}, {args.rounds} rounds (medians),"
+        f" collector {args.collector}"
+    )
     print(f"{'row type':<14}{'CPU ms':>8}{'of it GC':>10}{'/ floor':>9}{'tracked/task':>14}")
     for name in sides:
         median = statistics.median(cpu[name])

@@ -106,7 +106,7 @@ def test_row_types_decode_alike_and_print_their_table() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0] == "1,200 tasks in pages of 500, 1 rounds (medians)"
+    assert lines[0] == "1,200 tasks in pages of 500, 1 rounds (medians), collector on"
     rows = {line.split("  ")[0].strip(): line.split() for line in lines[2:]}
     assert set(rows) == {"TaskMetadata", "slotted", "named tuple", "msgspec"}
     assert rows["msgspec"][-2] == "1.00"

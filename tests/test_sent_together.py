@@ -1,4 +1,4 @@
-"""Async requests started in one turn of the event loop are written together at its next.
+"""Async requests started in one turn of the event loop after its first are written together.
 
 On loopback a write that wakes a sleeping server charges the wake-up to the writer; calls
 gathered at once (a driver's concurrent status updates, the benchmark's 50 concurrent
@@ -16,11 +16,11 @@ import httpx
 from hostile_server import HostileConnection, HostileServer, http_response
 from jobmon_gateway import Requester, ServerGateway
 
-CALLS = 5
+CALLS = 8
 HEARTBEAT_R = b'{"status": "R"}'
 
 
-def test_gathered_calls_reach_the_server_only_once_every_one_of_them_is_ready() -> None:
+def test_gathered_calls_after_the_first_reach_the_server_once_every_one_is_ready() -> None:
     ready: list[int] = []  # one entry per request, appended by a request hook
     seen_ready: list[int] = []  # for each request the server read: how many were ready then
     lock = threading.Lock()
@@ -59,5 +59,8 @@ def test_gathered_calls_reach_the_server_only_once_every_one_of_them_is_ready() 
     with HostileServer(serve) as srv:
         asyncio.run(run(srv.url))
         assert srv.connections == CALLS
-    # Not one byte of the batch was written before its last request was ready.
-    assert seen_ready == [CALLS] * CALLS
+    # The batch's first request left at once; not one byte of the others before the last
+    # request of the batch was ready.
+    first, *others = sorted(seen_ready)
+    assert 1 <= first <= CALLS
+    assert others == [CALLS] * (CALLS - 1)

@@ -44,7 +44,7 @@ __all__ = ["AsyncPool"]
 
 _BUFFER_HIGH = 1 << 20  # pause reading past 1 MiB not yet taken
 _SENT_TOGETHER_BYTES = 1 << 16
-"""Requests up to this size started in one turn of the loop are written together at the next.
+"""Requests up to this size started in one turn of the loop after its first are written together.
 
 A write on loopback that wakes a sleeping server charges the wake-up to the
 writer: measured here, 50 concurrent calls each writing at once spent about
@@ -228,19 +228,28 @@ class _LoopConnections:
         self.idle: list[_Connection] = []
         self.slots = asyncio.Semaphore(max_connections)
         self.guard: AsyncGenerator[None, None] | None = None
-        self.unsent: list[tuple[_Stream, bytes]] = []
+        # None: nothing written in this turn of the loop yet.
+        self.unsent: list[tuple[_Stream, bytes]] | None = None
 
     def send_soon(self, stream: _Stream, data: bytes) -> None:
-        """Write ``data`` at the loop's next turn, with every request queued in this one."""
+        """Write ``data`` now if it is the first request of this turn of the loop.
+
+        Any other request started in the same turn is written at the next
+        one, together with the rest: a lone call's request leaves at once, a
+        gathered batch wakes the server twice, not once a call.
+        """
         stream.check_open()
         unsent = self.unsent
-        if not unsent:
+        if unsent is None:
+            self.unsent = []
             stream.loop.call_soon(self._send_unsent)
-        unsent.append((stream, data))
+            stream.send_queued(data)
+        else:
+            unsent.append((stream, data))
 
     def _send_unsent(self) -> None:
-        unsent, self.unsent = self.unsent, []
-        for stream, data in unsent:
+        unsent, self.unsent = self.unsent, None
+        for stream, data in unsent or ():
             stream.send_queued(data)
 
     def close_idle(self, *, sockets_too: bool = False) -> None:
