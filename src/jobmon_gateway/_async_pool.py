@@ -220,7 +220,8 @@ class _Connection:
 
 
 class _LoopConnections:
-    """One event loop's connections: the idle ones and a guard that closes them with the loop."""
+    """One event loop's connections: the idle ones, the requests waiting for the loop's next turn
+    to be written, and a guard that closes the idle ones with the loop."""
 
     __slots__ = ("__weakref__", "guard", "idle", "slots", "unsent")
 
