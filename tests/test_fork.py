@@ -187,3 +187,43 @@ def test_a_child_forked_beside_an_open_event_loop_opens_its_own_connection(
             loop.run_until_complete(gateway.close())
         finally:
             loop.close()
+
+
+def test_requests_queued_for_the_loops_next_turn_are_sent_once_across_a_fork() -> None:
+    # Three calls start in one turn of the parent's loop, which then stops: the
+    # first request is written at once, the other two wait for the loop's next
+    # turn. A child forked now and running that loop must not write them too:
+    # the server would do their work twice.
+    with port_recorder() as srv:
+        gateway = ServerGateway(requester(srv.server.url), 1, 1)
+        loop = asyncio.new_event_loop()
+        try:
+
+            async def warm() -> list[datetime]:
+                return await asyncio.gather(*(gateway.get_server_time() for _ in range(3)))
+
+            loop.run_until_complete(warm())  # three idle connections in the pool
+            requests_before = len(srv.ports)
+
+            async def start() -> list[asyncio.Task[datetime]]:
+                return [asyncio.create_task(gateway.get_server_time()) for _ in range(3)]
+
+            calls = loop.run_until_complete(start())
+
+            def one_turn_of_the_parents_loop() -> datetime:
+                loop.run_until_complete(asyncio.sleep(0))
+                return SERVER_TIME
+
+            assert in_child(one_turn_of_the_parents_loop) == OK
+
+            async def finish() -> list[datetime | BaseException]:
+                # The child may have read an answer meant for the parent off their shared
+                # socket (in-flight calls do not survive a fork): that call times out.
+                return await asyncio.gather(*calls, return_exceptions=True)
+
+            loop.run_until_complete(finish())
+            loop.run_until_complete(gateway.close())
+        finally:
+            loop.close()
+    # The server has read every request sent before the connections closed.
+    assert len(srv.ports) - requests_before == 3

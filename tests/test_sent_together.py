@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from collections.abc import Sequence
 
 import httpx
 
 from hostile_server import HostileConnection, HostileServer, http_response
-from jobmon_gateway import Requester, ServerGateway
+from jobmon_gateway import GatewayError, Requester, ServerGateway
 
 CALLS = 8
 HEARTBEAT_R = b'{"status": "R"}'
@@ -64,3 +66,45 @@ def test_gathered_calls_after_the_first_reach_the_server_once_every_one_is_ready
     first, *others = sorted(seen_ready)
     assert 1 <= first <= CALLS
     assert others == [CALLS] * (CALLS - 1)
+
+
+def test_a_request_still_queued_when_its_deadline_passed_is_never_written() -> None:
+    # A coroutine that blocks the loop (synchronous work) in the turn the calls start
+    # in holds the queued requests past their deadline: their callers are told the
+    # call timed out, so the server must never see those requests.
+    arrived: list[bytes] = []
+    lock = threading.Lock()
+
+    def serve(conn: HostileConnection) -> None:
+        while (request := conn.read_request()) is not None:
+            with lock:
+                arrived.append(request)
+            if not conn.send(http_response(HEARTBEAT_R)):
+                return
+
+    async def run(url: str) -> Sequence[object]:
+        requester = Requester(
+            url, route_prefix="/api/v3", request_timeout=0.5, retries_attempts=1, trust_env=False
+        )
+        async with ServerGateway(requester, 1, 1) as gateway:
+            await asyncio.gather(*(gateway.log_heartbeat("R", 30.0) for _ in range(3)))
+            with lock:
+                arrived.clear()
+
+            async def block_the_loop() -> None:
+                # Blocking the loop is what this test is about.
+                time.sleep(1.0)  # noqa: ASYNC251 - past every deadline of the batch
+
+            outcomes = await asyncio.gather(
+                *(gateway.log_heartbeat("R", 30.0) for _ in range(3)),
+                block_the_loop(),
+                return_exceptions=True,
+            )
+            return outcomes[:3]
+
+    with HostileServer(serve) as srv:
+        outcomes = asyncio.run(run(srv.url))
+    # Only the batch's first request left (at once, before the loop was blocked); the
+    # server has read every request sent before the connections closed.
+    assert len(arrived) == 1
+    assert sum(isinstance(outcome, GatewayError) for outcome in outcomes) >= 2

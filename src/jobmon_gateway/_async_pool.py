@@ -162,16 +162,24 @@ class _Stream(asyncio.Protocol):
         if self.ended or transport is None or transport.is_closing():
             raise httpcore.WriteError("the connection is closed")
 
-    def send_queued(self, data: bytes) -> None:
-        """Write ``data`` queued at the loop's last turn, unless the connection closed since.
+    def send_queued(self, data: bytes, deadline: float) -> None:
+        """Write ``data`` queued at the loop's last turn, unless it is too late for it.
 
-        Closed since (the server hung up, or the caller gave up and the pool
-        dropped the connection), nothing is written: a waiting reader sees
-        the end. A socket error while writing is the transport's to report:
-        it closes and calls :meth:`connection_lost`, which wakes the reader.
+        Too late: the connection closed since (the server hung up, or the
+        caller gave up and the pool dropped it): a waiting reader sees the
+        end; or the caller's deadline passed while that turn ran (a coroutine
+        that blocked the loop): the caller's timer fires next, and the
+        server must not do work its caller was told had timed out. A socket
+        error while writing is the transport's to report: it closes and
+        calls :meth:`connection_lost`, which wakes the reader.
         """
         transport = self.transport
-        if not self.ended and transport is not None and not transport.is_closing():
+        if (
+            not self.ended
+            and transport is not None
+            and not transport.is_closing()
+            and time.monotonic() < deadline
+        ):
             transport.write(data)
 
     async def drain(self, deadline: float) -> None:
@@ -230,9 +238,9 @@ class _LoopConnections:
         self.slots = asyncio.Semaphore(max_connections)
         self.guard: AsyncGenerator[None, None] | None = None
         # None: nothing written in this turn of the loop yet.
-        self.unsent: list[tuple[_Stream, bytes]] | None = None
+        self.unsent: list[tuple[_Stream, bytes, float]] | None = None
 
-    def send_soon(self, stream: _Stream, data: bytes) -> None:
+    def send_soon(self, stream: _Stream, data: bytes, deadline: float) -> None:
         """Write ``data`` now if it is the first request of this turn of the loop.
 
         Any other request started in the same turn is written at the next
@@ -242,16 +250,16 @@ class _LoopConnections:
         stream.check_open()
         unsent = self.unsent
         if unsent is None:
-            self.unsent = []
             stream.loop.call_soon(self._send_unsent)
-            stream.send_queued(data)
+            self.unsent = []
+            stream.send_queued(data, deadline)
         else:
-            unsent.append((stream, data))
+            unsent.append((stream, data, deadline))
 
     def _send_unsent(self) -> None:
         unsent, self.unsent = self.unsent, None
-        for stream, data in unsent or ():
-            stream.send_queued(data)
+        for stream, data, deadline in unsent or ():
+            stream.send_queued(data, deadline)
 
     def close_idle(self, *, sockets_too: bool = False) -> None:
         idle, self.idle = self.idle, []
@@ -351,7 +359,7 @@ class AsyncPool:
             data = talk.request(request.method, checked, body)
             try:
                 if len(data) <= _SENT_TOGETHER_BYTES:
-                    record.send_soon(stream, data)
+                    record.send_soon(stream, data, deadline)
                 elif stream.send(data):
                     await stream.drain(deadline)
             except httpcore.WriteError:
@@ -571,6 +579,9 @@ class AsyncPool:
                             os.dup2(null, sock.fileno())
                 _FORSAKEN.append(record.idle)
                 record.idle = []
+                # Requests queued for the loop's next turn are the parent's to
+                # write: a child running the same loop would send them twice.
+                record.unsent = None
         finally:
             os.close(null)
         self._loops = weakref.WeakKeyDictionary()
