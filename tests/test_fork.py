@@ -189,11 +189,17 @@ def test_a_child_forked_beside_an_open_event_loop_opens_its_own_connection(
             loop.close()
 
 
-def test_requests_queued_for_the_loops_next_turn_are_sent_once_across_a_fork() -> None:
+@pytest.mark.parametrize(
+    "closed_first", [False, True], ids=["loop-still-pooled", "after-close_sync"]
+)
+def test_requests_queued_for_the_loops_next_turn_are_sent_once_across_a_fork(
+    closed_first: bool,
+) -> None:
     # Three calls start in one turn of the parent's loop, which then stops: the
     # first request is written at once, the other two wait for the loop's next
     # turn. A child forked now and running that loop must not write them too:
-    # the server would do their work twice.
+    # the server would do their work twice. close_sync() from outside the loop
+    # first makes the pool forget that loop, but not the queued requests.
     with port_recorder() as srv:
         gateway = ServerGateway(requester(srv.server.url), 1, 1)
         loop = asyncio.new_event_loop()
@@ -209,6 +215,8 @@ def test_requests_queued_for_the_loops_next_turn_are_sent_once_across_a_fork() -
                 return [asyncio.create_task(gateway.get_server_time()) for _ in range(3)]
 
             calls = loop.run_until_complete(start())
+            if closed_first:
+                gateway.close_sync()
 
             def one_turn_of_the_parents_loop() -> datetime:
                 loop.run_until_complete(asyncio.sleep(0))

@@ -55,6 +55,18 @@ drained.
 
 _T = TypeVar("_T")
 
+_forks = 0
+"""Forks this process has come from: requests queued before a fork are its parent's to write."""
+
+
+def _count_fork() -> None:
+    global _forks
+    _forks += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_count_fork)
+
 # Before 3.11.3 (gh-102780) asyncio.timeout gave a task that had been
 # cancelled once (and carried on) CancelledError instead of TimeoutError.
 _TIMEOUT_SCOPES = sys.version_info >= (3, 11, 3)
@@ -231,7 +243,7 @@ class _LoopConnections:
     """One event loop's connections: the idle ones, the requests waiting for the loop's next turn
     to be written, and a guard that closes the idle ones with the loop."""
 
-    __slots__ = ("__weakref__", "guard", "idle", "slots", "unsent")
+    __slots__ = ("__weakref__", "guard", "idle", "queued_at_fork", "slots", "unsent")
 
     def __init__(self, max_connections: int) -> None:
         self.idle: list[_Connection] = []
@@ -239,6 +251,7 @@ class _LoopConnections:
         self.guard: AsyncGenerator[None, None] | None = None
         # None: nothing written in this turn of the loop yet.
         self.unsent: list[tuple[_Stream, bytes, float]] | None = None
+        self.queued_at_fork = 0
 
     def send_soon(self, stream: _Stream, data: bytes, deadline: float) -> None:
         """Write ``data`` now if it is the first request of this turn of the loop.
@@ -252,12 +265,17 @@ class _LoopConnections:
         if unsent is None:
             stream.loop.call_soon(self._send_unsent)
             self.unsent = []
+            self.queued_at_fork = _forks
             stream.send_queued(data, deadline)
         else:
             unsent.append((stream, data, deadline))
 
     def _send_unsent(self) -> None:
         unsent, self.unsent = self.unsent, None
+        if self.queued_at_fork != _forks:
+            # A forked child running its parent's loop: the parent writes
+            # these (whether or not its pool still lists this loop).
+            return
         for stream, data, deadline in unsent or ():
             stream.send_queued(data, deadline)
 
@@ -579,9 +597,6 @@ class AsyncPool:
                             os.dup2(null, sock.fileno())
                 _FORSAKEN.append(record.idle)
                 record.idle = []
-                # Requests queued for the loop's next turn are the parent's to
-                # write: a child running the same loop would send them twice.
-                record.unsent = None
         finally:
             os.close(null)
         self._loops = weakref.WeakKeyDictionary()
