@@ -32,6 +32,22 @@ WAIT = 60.0
 """Most seconds to wait for a line; a bound against hangs, not a timing claim."""
 
 
+@pytest.fixture(autouse=True)
+def sigint_reaches_the_command() -> Iterator[None]:
+    # A test run started in the background by a shell without job control
+    # ignores SIGINT, and an ignored signal stays ignored in every child: the
+    # command would then rightly shrug Ctrl-C off (as under nohup). A handler
+    # of our own is reset to the default in the child at exec.
+    before = signal.getsignal(signal.SIGINT)
+    if before == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if before == signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def cli_env(**extra: str) -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if not name.startswith("JOBMON__")}
     env.update(extra)
