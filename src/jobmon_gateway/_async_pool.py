@@ -37,7 +37,7 @@ from ._http11 import (
     seconds_left,
     tunnel_request,
 )
-from ._pool import numeric_address, remember_for_fork, silent
+from ._pool import forks, numeric_address, remember_for_fork, silent
 from ._routing import Route, Routing, UnresolvedHost
 
 __all__ = ["AsyncPool"]
@@ -54,18 +54,6 @@ drained.
 """
 
 _T = TypeVar("_T")
-
-_forks = 0
-"""Forks this process has come from: requests queued before a fork are its parent's to write."""
-
-
-def _count_fork() -> None:
-    global _forks
-    _forks += 1
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_count_fork)
 
 # Before 3.11.3 (gh-102780) asyncio.timeout gave a task that had been
 # cancelled once (and carried on) CancelledError instead of TimeoutError.
@@ -160,19 +148,17 @@ class _Stream(asyncio.Protocol):
             self.transport.resume_reading()
         return data
 
+    def open_transport(self) -> asyncio.Transport:
+        """The transport; ``httpcore.WriteError`` if nothing can be sent on it any more."""
+        transport = self.transport
+        if self.ended or transport is None or transport.is_closing():
+            raise httpcore.WriteError("the connection is closed")
+        return transport
+
     def send(self, data: bytes) -> bool:
         """Hand ``data`` to the transport; ``True`` if its buffer is full (then :meth:`drain`)."""
-        transport = self.transport
-        if self.ended or transport is None or transport.is_closing():
-            raise httpcore.WriteError("the connection is closed")
-        transport.write(data)
+        self.open_transport().write(data)
         return self.writing_paused
-
-    def check_open(self) -> None:
-        """Raise ``httpcore.WriteError`` if nothing can be sent on this connection any more."""
-        transport = self.transport
-        if self.ended or transport is None or transport.is_closing():
-            raise httpcore.WriteError("the connection is closed")
 
     def send_queued(self, data: bytes, deadline: float) -> None:
         """Write ``data`` queued at the loop's last turn, unless it is too late for it.
@@ -260,19 +246,19 @@ class _LoopConnections:
         one, together with the rest: a lone call's request leaves at once, a
         gathered batch wakes the server twice, not once a call.
         """
-        stream.check_open()
+        transport = stream.open_transport()
         unsent = self.unsent
         if unsent is None:
             stream.loop.call_soon(self._send_unsent)
             self.unsent = []
-            self.queued_at_fork = _forks
-            stream.send_queued(data, deadline)
+            self.queued_at_fork = forks()
+            transport.write(data)
         else:
             unsent.append((stream, data, deadline))
 
     def _send_unsent(self) -> None:
         unsent, self.unsent = self.unsent, None
-        if self.queued_at_fork != _forks:
+        if self.queued_at_fork != forks():
             # A forked child running its parent's loop: the parent writes
             # these (whether or not its pool still lists this loop).
             return

@@ -39,7 +39,7 @@ from ._http11 import (
 )
 from ._routing import Route, Routing, UnresolvedHost
 
-__all__ = ["SyncPool", "numeric_address", "remember_for_fork", "silent"]
+__all__ = ["SyncPool", "forks", "numeric_address", "remember_for_fork", "silent"]
 
 _READ_SIZE = 65536
 
@@ -147,7 +147,17 @@ def remember_for_fork(pool: _Forgetful) -> None:
     _POOLS.add(pool)
 
 
+_forks = 0
+
+
+def forks() -> int:
+    """How many forks this process has come from (0 in the first process)."""
+    return _forks
+
+
 def _forget_in_child() -> None:
+    global _forks
+    _forks += 1
     for pool in list(_POOLS):
         pool.forget_after_fork()
 
