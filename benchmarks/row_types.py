@@ -30,48 +30,19 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from floor import typed_decoders
+from server import task_rows
 
 from jobmon_gateway import _big_answers
 from jobmon_gateway.models import TaskMetadata, TaskStatus
 
-# The benchmark server's row (server.py's _ROW_TAIL), statuses cycling as it sends them.
-_ROW_TAIL = b'3,"{\'memory\': 0.5, \'runtime\': 0.5}","[]","{}","sequential","null.q",2147483647]'
-_STATUSES = (b'"R",', b'"Q",', b'"G",')
-
 
 def pages(tasks: int, chunk: int) -> list[bytes]:
     """The ``get_tasks`` answers of a workflow of ``tasks`` tasks, ``chunk`` a page."""
-    rows = [b'"%d":[1,%s' % (i, _STATUSES[i % 3]) + _ROW_TAIL for i in range(1, tasks + 1)]
+    rows = task_rows(tasks)
     return [
         b'{"tasks":{' + b",".join(rows[start : start + chunk]) + b"}}"
         for start in range(0, tasks, chunk)
     ]
-
-
-class SlottedTask:
-    """A ``get_tasks`` row as a plain slotted class: the attributes of ``TaskMetadata``."""
-
-    __slots__ = (
-        "array_id",
-        "array_max_concurrently_running",
-        "cluster_name",
-        "fallback_queues",
-        "max_attempts",
-        "queue_name",
-        "requested_resources",
-        "resource_scales",
-        "status",
-    )
-
-    array_id: int
-    status: TaskStatus | str
-    max_attempts: int
-    resource_scales: dict[str, Any]
-    fallback_queues: list[Any]
-    requested_resources: dict[str, Any]
-    cluster_name: str
-    queue_name: str
-    array_max_concurrently_running: int
 
 
 class TupleTask(NamedTuple):
@@ -86,6 +57,12 @@ class TupleTask(NamedTuple):
     cluster_name: str
     queue_name: str
     array_max_concurrently_running: int
+
+
+class SlottedTask:
+    """A ``get_tasks`` row as a plain slotted class: the attributes of ``TupleTask``."""
+
+    __slots__ = TupleTask._fields
 
 
 _new = object.__new__

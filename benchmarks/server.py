@@ -77,6 +77,12 @@ _BODY_FREE = (b"/log_heartbeat", b"/set_status_for_triaging")  # POSTs whose ans
 _DAG_ID_RE = re.compile(rb'"dag_id"\s*:\s*(\d+)')
 
 
+def task_rows(n: int) -> list[bytes]:
+    """The ``get_tasks`` rows of tasks ``1..n`` as JSON object members (``"7":[...]``)."""
+    statuses = (b'"R",', b'"Q",', b'"G",')
+    return [b'"%d":[1,%s' % (i, statuses[i % 3]) + _ROW_TAIL for i in range(1, n + 1)]
+
+
 def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
@@ -215,10 +221,7 @@ class CannedStore:
         if found is None:
             rows = self.rows.get(n)
             if rows is None:
-                statuses = (b'"R",', b'"Q",', b'"G",')
-                rows = self.rows[n] = [
-                    b'"%d":[1,%s' % (i, statuses[i % 3]) + _ROW_TAIL for i in range(1, n + 1)
-                ]
+                rows = self.rows[n] = task_rows(n)
             found = self.pages[key] = self.canned(
                 b'{"tasks":{' + b",".join(rows[start:stop]) + b"}}"
             )
