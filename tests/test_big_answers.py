@@ -27,6 +27,7 @@ from jobmon_gateway import (
     InvalidResponseError,
     ServerGateway,
     TaskMetadata,
+    TaskRow,
     TasksResponse,
     TaskStatus,
     TaskStatusUpdatesResponse,
@@ -164,7 +165,32 @@ def pages(draw: st.DrawFn) -> JsonValue:
 @example(page={"tasks": {"1": {"array_id": 1}}})
 @example(page={"tasks": {}, "more": 1})
 def test_a_page_of_tasks_decodes_as_its_model_does(served: Served, page: JsonValue) -> None:
-    decodes_like_the_model(served, json.dumps(page).encode(), gateway_tasks, model_tasks)
+    body = json.dumps(page).encode()
+    tasks = decodes_like_the_model(served, body, gateway_tasks, model_tasks)
+    # get_task_rows: the same verdict, and each row the model's values, type for type.
+    rows = decodes_like_the_model(served, body, gateway_task_rows, model_task_rows)
+    assert (rows is None) == (tasks is None)
+
+
+def model_task_rows(body: bytes) -> dict[int, TaskRow]:
+    return {task_id: TaskRow.from_metadata(task) for task_id, task in model_tasks(body).items()}
+
+
+def gateway_task_rows(gateway: ServerGateway) -> dict[int, TaskRow]:
+    return gateway.get_task_rows_sync(0, 500)
+
+
+def test_a_row_holds_what_the_model_holds(served: Served) -> None:
+    row = [7, "R", 3, "{'memory': 0.5, 'q': ['a.q']}", "['b.q']", None, "c", "q", 5]
+    served.body = json.dumps({"tasks": {"11": row}}).encode()
+    (task,) = served.gateway.get_task_rows_sync().values()
+    assert type(task) is TaskRow
+    assert task.status is TaskStatus.RUNNING
+    assert task.resource_scales == {"memory": 0.5, "q": ["a.q"]}
+    assert task.fallback_queues == ["b.q"]
+    assert task.requested_resources == {}
+    assert task.to_metadata() == TaskMetadata.model_validate(row)
+    assert TaskRow.from_metadata(task.to_metadata()) == task
 
 
 @pytest.mark.parametrize(
@@ -176,11 +202,13 @@ def test_a_page_of_tasks_decodes_as_its_model_does(served: Served, page: JsonVal
     ],
     ids=["literals", "null", "None"],
 )
+@pytest.mark.parametrize("rows", [False, True], ids=["models", "rows"])
 def test_tasks_share_no_container_with_each_other_or_with_later_pages(
-    served: Served, row: list[Any]
+    served: Served, row: list[Any], rows: bool
 ) -> None:
     served.body = json.dumps({"tasks": {"1": row, "2": row}}).encode()
-    first, second = served.gateway.get_tasks_sync().values()
+    page = served.gateway.get_task_rows_sync if rows else served.gateway.get_tasks_sync
+    first, second = page().values()
     assert first.status is TaskStatus.RUNNING
     for nested in first.resource_scales.values():
         if isinstance(nested, list):
@@ -189,8 +217,12 @@ def test_tasks_share_no_container_with_each_other_or_with_later_pages(
     first.fallback_queues.append("changed")
     first.requested_resources["new"] = 1
     expected = TaskMetadata.model_validate(row)
-    assert second == expected
-    assert served.gateway.get_tasks_sync()[1] == expected
+    if rows:
+        assert second == TaskRow.from_metadata(expected)
+        assert page()[1] == TaskRow.from_metadata(expected)
+    else:
+        assert second == expected
+        assert page()[1] == expected
 
 
 def test_copying_a_task_with_changes_leaves_the_other_tasks_alone(served: Served) -> None:

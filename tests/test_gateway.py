@@ -16,6 +16,8 @@ from jobmon_gateway import (
     InvalidResponseError,
     Requester,
     ServerGateway,
+    TaskMetadata,
+    TaskRow,
 )
 
 TIME = {"time": "2026-11-28 17:56:34"}
@@ -255,6 +257,25 @@ def test_iter_tasks_sync_pages_by_int_ids(gateway: ServerGateway, httpx_mock: HT
     assert len(httpx_mock.get_requests()) == 3
 
 
+async def test_iter_task_rows_pages_as_iter_tasks_does(
+    gateway: ServerGateway, httpx_mock: HTTPXMock
+) -> None:
+    for _ in range(2):  # async, then sync
+        _page(httpx_mock, 0, 2, 99, 500)
+        _page(httpx_mock, 500, 2, 1000)
+        _page(httpx_mock, 1000, 2)
+    try:
+        chunks = [chunk async for chunk in gateway.iter_task_rows(chunk_size=2)]
+        assert list(gateway.iter_task_rows_sync(chunk_size=2)) == chunks
+    finally:
+        await gateway.close()
+    assert [list(chunk) for chunk in chunks] == [[99, 500], [1000]]
+    row = chunks[0][99]
+    assert type(row) is TaskRow
+    assert row == TaskRow.from_metadata(TaskMetadata.model_validate(ROW))
+    assert len(httpx_mock.get_requests()) == 6
+
+
 async def test_iter_tasks_of_an_empty_workflow(
     gateway: ServerGateway, httpx_mock: HTTPXMock
 ) -> None:
@@ -297,6 +318,23 @@ def test_iter_tasks_sync_stops_when_the_server_does_not_progress(
     with gateway, pytest.raises(InvalidResponseError):
         list(gateway.iter_tasks_sync(chunk_size=2))
     assert len(httpx_mock.get_requests()) == 2
+
+
+async def test_iter_task_rows_stops_when_the_server_does_not_progress(
+    gateway: ServerGateway, httpx_mock: HTTPXMock
+) -> None:
+    for _ in range(2):  # async, then sync
+        _page(httpx_mock, 0, 2, 4, 5)
+        _page(httpx_mock, 5, 2, 5)
+    try:
+        with pytest.raises(InvalidResponseError) as raised:
+            _ = [chunk async for chunk in gateway.iter_task_rows(chunk_size=2)]
+        with pytest.raises(InvalidResponseError):
+            list(gateway.iter_task_rows_sync(chunk_size=2))
+    finally:
+        await gateway.close()
+    assert raised.value.route == "/workflow/get_tasks/7"
+    assert len(httpx_mock.get_requests()) == 4
 
 
 # -- log correlation -----------------------------------------------------------------------

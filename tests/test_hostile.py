@@ -285,7 +285,8 @@ def test_colliding_task_id_keys_are_refused_quickly() -> None:
     ],
     ids=["colliding-set", "10MB-list", "deep"],
 )
-def test_hostile_python_literals_in_a_task_row_are_refused_quickly(literal: str) -> None:
+@pytest.mark.parametrize("page", ["get_tasks", "get_task_rows"])
+def test_hostile_python_literals_in_a_task_row_are_refused_quickly(literal: str, page: str) -> None:
     row = [1, "G", 3, literal, "[]", "{}", "c", "q", 10]
     body = json.dumps({"tasks": {"1": row}}).encode()
     for mode in MODES:
@@ -294,9 +295,9 @@ def test_hostile_python_literals_in_a_task_row_are_refused_quickly(literal: str)
             gateway = ServerGateway(req, 1, 1)
             started = time.monotonic()
             fetch: Any = (
-                gateway.get_tasks_sync
+                getattr(gateway, f"{page}_sync")
                 if mode == "sync"
-                else functools.partial(asyncio.run, gateway.get_tasks())
+                else functools.partial(asyncio.run, getattr(gateway, page)())
             )
             with pytest.raises(InvalidResponseError) as info:
                 fetch()

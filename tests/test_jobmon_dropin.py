@@ -217,6 +217,8 @@ def test_sync_calls_close_what_they_opened(served: tuple[FakeJobmonServer, str])
     gateway.get_server_time_sync()
     assert gateway.update_status_sync("I").status == "I"
     assert gateway.log_heartbeat_sync("I", 30.0).status == WorkflowRunStatus.INSTANTIATED
+    assert gateway.get_task_rows_sync() == {}
+    assert list(gateway.iter_task_rows_sync()) == []
     assert connections_to(port) == 0
     # The sync client is made afresh: the gateway still works.
     assert gateway.get_server_time_sync() is not None

@@ -91,6 +91,7 @@ ID_CASES: list[tuple[str, str, tuple[Any, ...]]] = [
     ("dag_id", "get_downstream_tasks", ([1], BAD)),
     ("task_ids[0]", "get_downstream_tasks", ([BAD], 1)),
     ("chunk_size", "get_tasks", (0, BAD)),
+    ("chunk_size", "get_task_rows", (0, BAD)),
 ]
 
 
@@ -125,11 +126,12 @@ async def test_ids_are_checked_before_sending(
 
 
 @pytest.mark.parametrize("bad", BAD_NON_NEGATIVE, ids=repr)
+@pytest.mark.parametrize("page", ["get_tasks", "get_task_rows"])
 async def test_max_task_id_must_be_a_non_negative_int(
-    gateway: ServerGateway, mode: str, httpx_mock: HTTPXMock, bad: Any
+    gateway: ServerGateway, mode: str, httpx_mock: HTTPXMock, bad: Any, page: str
 ) -> None:
     with pytest.raises(InvalidRequestError) as refused:
-        await run(gateway, mode, "get_tasks", bad, 10)
+        await run(gateway, mode, page, bad, 10)
     assert_refused(refused.value, "max_task_id")
     assert httpx_mock.get_requests() == []
 
@@ -155,6 +157,10 @@ def test_iter_tasks_checks_chunk_size_at_once(
     with pytest.raises(InvalidRequestError) as refused_sync:
         gateway.iter_tasks_sync(bad)
     assert_refused(refused_sync.value, "chunk_size")
+    for iterate in (gateway.iter_task_rows, gateway.iter_task_rows_sync):
+        with pytest.raises(InvalidRequestError) as refused_rows:
+            iterate(bad)
+        assert_refused(refused_rows.value, "chunk_size")
     assert httpx_mock.get_requests() == []
 
 

@@ -30,6 +30,7 @@ from .models import (
     MAX_ID,
     DownstreamTasksResponse,
     TaskMetadata,
+    TaskRow,
     TasksResponse,
     TaskStatus,
     TaskStatusUpdatesResponse,
@@ -37,7 +38,12 @@ from .models import (
     _fresh,
 )
 
-__all__ = ["decode_downstream_tasks", "decode_task_status_updates", "decode_tasks"]
+__all__ = [
+    "decode_downstream_tasks",
+    "decode_task_rows",
+    "decode_task_status_updates",
+    "decode_tasks",
+]
 
 
 class _UnusualFormError(ValueError):
@@ -211,6 +217,42 @@ def decode_tasks(content: bytes) -> dict[int, TaskMetadata]:
     except ValueError:
         # Not the usual form, or not valid: the model decides, and says why.
         return TasksResponse.model_validate_json(content).tasks
+
+
+_tuple_new = tuple.__new__
+
+
+def _task_rows(content: bytes) -> dict[int, TaskRow]:
+    rows: dict[int, Any] = _PAGE.validate_json(content)["tasks"]
+    statuses, dicts, lists = _TASK_STATUSES, _DICT_LITERALS, _LIST_LITERALS
+    # _tasks' loop with a tuple for a model, inlined for the same reason:
+    # tuple.__new__ skips the named tuple's own __new__, a Python call.
+    for task_id, row in rows.items():
+        (array_id, status, attempts, scales, queues, resources, cluster, queue, limit) = row
+        rows[task_id] = _tuple_new(
+            TaskRow,
+            (
+                array_id,
+                statuses.get(status, status),
+                attempts,
+                (dicts.get(scales) or _dict_literal(scales))(),
+                (lists.get(queues) or _list_literal(queues))(),
+                (dicts.get(resources) or _dict_literal(resources))(),
+                cluster,
+                queue,
+                limit,
+            ),
+        )
+    return rows
+
+
+def decode_task_rows(content: bytes) -> dict[int, TaskRow]:
+    """A ``get_tasks`` answer's tasks by id as :class:`~.models.TaskRow`: the models' values."""
+    try:
+        return _task_rows(content)
+    except ValueError:
+        tasks = TasksResponse.model_validate_json(content).tasks
+        return {task_id: TaskRow.from_metadata(task) for task_id, task in tasks.items()}
 
 
 # ---------------------------------------------------------------------------

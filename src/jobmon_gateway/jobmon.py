@@ -239,10 +239,11 @@ class ServerGateway(_gateway.ServerGateway):
     queue_task_batch_sync = _closing_sync(_gateway.ServerGateway.queue_task_batch_sync)
     get_workflow_metadata_sync = _closing_sync(_gateway.ServerGateway.get_workflow_metadata_sync)
     get_tasks_sync = _closing_sync(_gateway.ServerGateway.get_tasks_sync)
+    get_task_rows_sync = _closing_sync(_gateway.ServerGateway.get_task_rows_sync)
     get_downstream_tasks_sync = _closing_sync(_gateway.ServerGateway.get_downstream_tasks_sync)
     get_server_time_sync = _closing_sync(_gateway.ServerGateway.get_server_time_sync)
-    # iter_tasks and iter_tasks_sync page through get_tasks / get_tasks_sync
-    # above, so each page is sent the same way and needs nothing of its own.
+    # iter_tasks(_sync) and iter_task_rows(_sync) page through the get_*
+    # calls above, so each page is sent the same way and needs nothing of its own.
 
 
 # -- install / uninstall --------------------------------------------------------

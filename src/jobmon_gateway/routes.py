@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from ._big_answers import decode_downstream_tasks, decode_task_status_updates, decode_tasks
+from ._big_answers import (
+    decode_downstream_tasks,
+    decode_task_rows,
+    decode_task_status_updates,
+    decode_tasks,
+)
 from .errors import InvalidRequestError, WorkflowNotFoundError
 from .models import (
     MAX_ID,
@@ -28,6 +33,7 @@ from .models import (
     ServerTimeResponse,
     StatusUpdateResponse,
     TaskMetadata,
+    TaskRow,
     TaskStatusUpdatesResponse,
     TerminateTaskInstancesResponse,
     WorkflowConcurrencyResponse,
@@ -308,11 +314,24 @@ def get_tasks(
     workflow_id: int, max_task_id: int = 0, chunk_size: int = 500
 ) -> Call[dict[int, TaskMetadata]]:
     """GET ``/workflow/get_tasks/{wf}``: not-done tasks with ids above ``max_task_id``."""
+    return _tasks_page(decode_tasks, workflow_id, max_task_id, chunk_size)
+
+
+def get_task_rows(
+    workflow_id: int, max_task_id: int = 0, chunk_size: int = 500
+) -> Call[dict[int, TaskRow]]:
+    """:func:`get_tasks`, each task a :class:`~jobmon_gateway.TaskRow` (a named tuple)."""
+    return _tasks_page(decode_task_rows, workflow_id, max_task_id, chunk_size)
+
+
+def _tasks_page(
+    decode: Callable[[bytes], dict[int, T]], workflow_id: int, max_task_id: int, chunk_size: int
+) -> Call[dict[int, T]]:
     workflow = positive_id("workflow_id", workflow_id)
     return Call(
         "GET",
         f"/workflow/get_tasks/{workflow}",
-        decode_tasks,
+        decode,
         query={
             "max_task_id": _non_negative_id("max_task_id", max_task_id),
             "chunk_size": positive_id("chunk_size", chunk_size),

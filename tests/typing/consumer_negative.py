@@ -23,6 +23,7 @@ from jobmon_gateway import (
     Requester,
     ServerGateway,
     TaskMetadata,
+    TaskRow,
     WorkflowMetadata,
     WorkflowRunStatus,
 )
@@ -89,6 +90,10 @@ def results_are_exact(gateway: ServerGateway) -> None:
     task: TaskMetadata = tasks[1]
     task.status = "D"  # type: ignore[misc]
     _use(task.resource_scales.memory)  # type: ignore[attr-defined]
+    row: TaskRow = gateway.get_task_rows_sync()[1]
+    row.status = "D"  # type: ignore[misc]
+    _use(row.model_dump())  # type: ignore[attr-defined]
+    _models: dict[int, TaskMetadata] = gateway.get_task_rows_sync()  # type: ignore[assignment]
     meta: WorkflowMetadata = gateway.get_workflow_metadata_sync()
     meta.dag_id = 2  # type: ignore[misc]
     _use(meta.dag_id + "x")  # type: ignore[operator]

@@ -32,6 +32,7 @@ from jobmon_gateway import (
     ServerGateway,
     StatusUpdateResponse,
     TaskMetadata,
+    TaskRow,
     TasksResponse,
     TaskStatus,
     TaskStatusUpdatesResponse,
@@ -154,6 +155,20 @@ async def drive(requester: Requester) -> None:
         if chunk:
             assert_type(max(chunk), int)
 
+        rows = await gateway.get_task_rows(max_task_id=0, chunk_size=500)
+        assert_type(rows, dict[int, TaskRow])
+        for row in rows.values():
+            # The same attributes as TaskMetadata, of the same types.
+            assert_type(row.array_id, int)
+            assert_type(row.status, TaskStatus | str)
+            assert_type(row.resource_scales, dict[str, Any])
+            assert_type(row.fallback_queues, list[Any])
+            assert_type(row.array_max_concurrently_running, int)
+            assert_type(row.to_metadata(), TaskMetadata)
+            assert_type(TaskRow.from_metadata(row.to_metadata()), TaskRow)
+        async for row_page in gateway.iter_task_rows(chunk_size=1000):
+            assert_type(row_page, dict[int, TaskRow])
+
         pages = gateway.iter_tasks(chunk_size=1000)
         assert_type(pages, AsyncIterator[dict[int, TaskMetadata]])
         async for page in gateway.iter_tasks():
@@ -211,6 +226,8 @@ def drive_sync(requester: Requester) -> None:
             assert_type(task.status, TaskStatus | str)
         pages = gateway.iter_tasks_sync(chunk_size=1000)
         assert_type(pages, Iterator[dict[int, TaskMetadata]])
+        assert_type(gateway.get_task_rows_sync(0, 500), dict[int, TaskRow])
+        assert_type(gateway.iter_task_rows_sync(), Iterator[dict[int, TaskRow]])
         for page in gateway.iter_tasks_sync():
             assert_type(page, dict[int, TaskMetadata])
             edges = gateway.get_downstream_tasks_sync(list(page), metadata.dag_id)
