@@ -12,7 +12,8 @@ during each decode (as the SDK and the floor both do), in four ways:
 * ``TaskMetadata``: the SDK's path (``_big_answers.decode_tasks``), a pydantic model per row;
 * ``slotted``: the same checks in Rust and the same literal caches, each row a plain class
   with ``__slots__`` (what a lighter row type behind the same attributes could be);
-* ``named tuple``: the same, each row a ``typing.NamedTuple``;
+* ``TaskRow``: the SDK's ``get_task_rows`` path (``_big_answers.decode_task_rows``), the
+  same checks, each row a named tuple;
 * ``msgspec``: the floor's decoder (``msgspec_models.decode_tasks``).
 
 For each: client CPU per 100k tasks (median of the rounds), the part of it spent in the cycle
@@ -27,13 +28,13 @@ import gc
 import statistics
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 from floor import typed_decoders
 from server import task_rows
 
 from jobmon_gateway import _big_answers
-from jobmon_gateway.models import TaskMetadata, TaskStatus
+from jobmon_gateway.models import TaskMetadata, TaskRow
 
 
 def pages(tasks: int, chunk: int) -> list[bytes]:
@@ -45,24 +46,10 @@ def pages(tasks: int, chunk: int) -> list[bytes]:
     ]
 
 
-class TupleTask(NamedTuple):
-    """A ``get_tasks`` row as a named tuple: the attributes of ``TaskMetadata``."""
-
-    array_id: int
-    status: TaskStatus | str
-    max_attempts: int
-    resource_scales: dict[str, Any]
-    fallback_queues: list[Any]
-    requested_resources: dict[str, Any]
-    cluster_name: str
-    queue_name: str
-    array_max_concurrently_running: int
-
-
 class SlottedTask:
-    """A ``get_tasks`` row as a plain slotted class: the attributes of ``TupleTask``."""
+    """A ``get_tasks`` row as a plain slotted class: the attributes of ``TaskRow``."""
 
-    __slots__ = TupleTask._fields
+    __slots__ = TaskRow._fields
 
 
 _new = object.__new__
@@ -82,7 +69,6 @@ _set_resources = _setter("requested_resources")
 _set_cluster = _setter("cluster_name")
 _set_queue = _setter("queue_name")
 _set_limit = _setter("array_max_concurrently_running")
-_tuple_new = tuple.__new__
 
 
 def decode_slotted(content: bytes) -> dict[int, Any]:
@@ -103,30 +89,6 @@ def decode_slotted(content: bytes) -> dict[int, Any]:
         _set_queue(task, queue)
         _set_limit(task, limit)
         rows[task_id] = task
-    return rows
-
-
-def decode_tuples(content: bytes) -> dict[int, Any]:
-    """The SDK's checks (pydantic-core's tuple schema), each row a ``TupleTask``."""
-    rows: dict[int, Any] = _big_answers._PAGE.validate_json(content)["tasks"]
-    statuses = _big_answers._TASK_STATUSES
-    dicts, lists = _big_answers._DICT_LITERALS, _big_answers._LIST_LITERALS
-    for task_id, row in rows.items():
-        (array_id, status, attempts, scales, queues, resources, cluster, queue, limit) = row
-        rows[task_id] = _tuple_new(
-            TupleTask,
-            (
-                array_id,
-                statuses.get(status, status),
-                attempts,
-                (dicts.get(scales) or _big_answers._dict_literal(scales))(),
-                (lists.get(queues) or _big_answers._list_literal(queues))(),
-                (dicts.get(resources) or _big_answers._dict_literal(resources))(),
-                cluster,
-                queue,
-                limit,
-            ),
-        )
     return rows
 
 
@@ -182,7 +144,7 @@ def main() -> None:
     sides: dict[str, Callable[[bytes], dict[int, Any]]] = {
         "TaskMetadata": _big_answers.decode_tasks,
         "slotted": decode_slotted,
-        "named tuple": decode_tuples,
+        "TaskRow": _big_answers.decode_task_rows,
         "msgspec": typed.tasks,
     }
     # Every side decodes the same tasks into the same values, of the same types.

@@ -93,6 +93,7 @@ CASE_KEYS = (
     "snapshot_big",
     "downstream",
     "paging",
+    "paging_rows",
     "memory",
 )
 
@@ -222,6 +223,13 @@ def machine_info(requester: Requester | None = None) -> dict[str, Any]:
 async def all_tasks_ours(gateway: ServerGateway, chunk_size: int) -> dict[int, Any]:
     tasks: dict[int, Any] = {}
     async for chunk in gateway.iter_tasks(chunk_size):
+        tasks.update(chunk)
+    return tasks
+
+
+async def all_task_rows_ours(gateway: ServerGateway, chunk_size: int) -> dict[int, Any]:
+    tasks: dict[int, Any] = {}
+    async for chunk in gateway.iter_task_rows(chunk_size):
         tasks.update(chunk)
     return tasks
 
@@ -745,11 +753,16 @@ class Bench:
                 prime=async_prime(stock_dn, gw),
             )
 
-        def paging_case() -> Case:
+        def paging_case(rows: bool) -> Case:
             pages = s.pages_n // s.chunk + 1
             batches, missing = async_sides(
                 {
-                    OURS: repeat(1, lambda: all_tasks_ours(self.gw_tasks, s.chunk)),
+                    OURS: repeat(
+                        1,
+                        lambda: (all_task_rows_ours if rows else all_tasks_ours)(
+                            self.gw_tasks, s.chunk
+                        ),
+                    ),
                     BASE: repeat(1, lambda: base.get_tasks_async(s.pages_n, s.chunk)),
                     FLOOR: repeat(1, lambda: floor.all_tasks(s.pages_n, s.chunk)),
                     STOCK: repeat(1, lambda: stock_pages.all_tasks(s.pages_n, s.chunk)),
@@ -757,15 +770,17 @@ class Bench:
                 big=True,
             )
             return Case(
-                key="paging",
-                title=f"get_tasks paging {count_label(s.pages_n)} by {s.chunk} ({pages} req)",
+                key="paging_rows" if rows else "paging",
+                title=f"{'get_task_rows' if rows else 'get_tasks'} paging"
+                f" {count_label(s.pages_n)} by {s.chunk} ({pages} req)",
                 unit=MS,
                 ops=1,
                 repeats=1,
                 goal_base=0.25,
                 goal_floor=1.3,
                 goal_stock=None,
-                why="ours turns every row into a TaskMetadata (Python-literal fields parsed);"
+                why=f"ours turns every row into a {'TaskRow' if rows else 'TaskMetadata'}"
+                " (Python-literal fields parsed);"
                 " baseline: json, then ast.literal_eval of each row's three literal fields as"
                 " the reference swarm's builder does; stock httpx keeps the raw rows"
                 + typed_why
@@ -816,7 +831,8 @@ class Bench:
                 "snapshot_big", big_label, s.snap_big, s.snap_big_ops, self.gw_big, stock_big
             ),
             downstream_case(),
-            paging_case(),
+            paging_case(rows=False),
+            paging_case(rows=True),
         ]
 
     # ---- one pass over every case and side, checking the answers (also warms the pools)
@@ -881,6 +897,7 @@ class Bench:
         stock_pages = self.stock("paging")
         jobs: list[tuple[str, Callable[[], Awaitable[dict[int, Any]]]]] = [
             (OURS, lambda: all_tasks_ours(self.gw_tasks, s.chunk)),
+            ("rows", lambda: all_task_rows_ours(self.gw_tasks, s.chunk)),
             (STOCK, lambda: stock_pages.all_tasks(s.pages_n, s.chunk)),
         ]
         if aio:
@@ -894,13 +911,15 @@ class Bench:
             requests = self.srv.stats()["requests"]
             if len(tasks) != s.pages_n or min(tasks) != 1 or requests != pages:
                 _fail(f"{side}: paging got {len(tasks)} tasks in {requests} requests")
-        if FLOOR in found:
-            ours_row, floor_row = found[OURS][1], found[FLOOR][1]
-            fields = type(ours_row).model_fields
-            if [getattr(ours_row, name) for name in fields] != [
-                getattr(floor_row, name) for name in fields
-            ]:
-                _fail(f"paging: row 1 differs: {ours_row!r} / {floor_row!r}")
+        ours_row = found[OURS][1]
+        fields = type(ours_row).model_fields
+        for side in ("rows", FLOOR):
+            if side in found:
+                other = found[side][1]
+                if [getattr(ours_row, name) for name in fields] != [
+                    getattr(other, name) for name in fields
+                ]:
+                    _fail(f"paging: row 1 differs: {ours_row!r} / {other!r}")
         for case in self.cases():  # open the concurrent pools
             if case.key == "heartbeat_concurrent":
                 for batch in case.batches.values():
@@ -1103,7 +1122,7 @@ def wire_rows(cases: list[Case], sizes: Sizes, quick: bool) -> tuple[list[list[s
             connections = statistics.median(p[1] for p in pairs) / case.ops
             per_op[side] = (requests, connections)
         note = ""
-        if case.key == "paging":
+        if case.key in ("paging", "paging_rows"):
             expected = sizes.pages_n // sizes.chunk + 1
             paging_ok = all(r == expected for r, _ in per_op.values())
             note = ("equal " if paging_ok else "UNEQUAL ") + f"(expected {expected})"

@@ -27,9 +27,10 @@ ROWS = (
     "snapshot",
     "downstream map",
     "get_tasks paging",
+    "get_task_rows paging",
     "peak RSS",
 )
-BIG = {"snapshot_small", "snapshot_big", "downstream", "paging"}
+BIG = {"snapshot_small", "snapshot_big", "downstream", "paging", "paging_rows"}
 
 
 def run_quick(tmp_path: Path, *, without_msgspec: bool) -> tuple[str, dict[str, Any]]:
@@ -63,7 +64,12 @@ def run_quick(tmp_path: Path, *, without_msgspec: bool) -> tuple[str, dict[str, 
     data: dict[str, Any] = json.loads(report.read_text())
     assert data["mode"] == "quick"
     assert data["paging_requests_equal"] is True
-    assert {case["key"] for case in data["cases"]} >= {"heartbeat_sync", "paging", "memory"}
+    assert {case["key"] for case in data["cases"]} >= {
+        "heartbeat_sync",
+        "paging",
+        "paging_rows",
+        "memory",
+    }
     return out, data
 
 
@@ -108,9 +114,9 @@ def test_row_types_decode_alike_and_print_their_table() -> None:
     lines = done.stdout.splitlines()
     assert lines[0] == "1,200 tasks in pages of 500, 1 rounds (medians), collector on"
     rows = {line.split("  ")[0].strip(): line.split() for line in lines[2:]}
-    assert set(rows) == {"TaskMetadata", "slotted", "named tuple", "msgspec"}
+    assert set(rows) == {"TaskMetadata", "slotted", "TaskRow", "msgspec"}
     assert rows["msgspec"][-2] == "1.00"
     # The objects the cycle collector tracks per kept task: a model, its __dict__ and
     # its fallback_queues list; a lighter row type has no __dict__.
     assert rows["TaskMetadata"][-1] == "3.00"
-    assert rows["named tuple"][-1] == "2.00"
+    assert rows["TaskRow"][-1] == "2.00"
