@@ -37,6 +37,7 @@ from jobmon_gateway import (
     ServerTimeResponse,
     StatusUpdateResponse,
     TaskMetadata,
+    TaskRow,
     TasksResponse,
     TaskStatusUpdatesResponse,
     TerminateTaskInstancesResponse,
@@ -269,9 +270,10 @@ def _naive(moment: object) -> bool:
     return isinstance(moment, datetime) and moment.tzinfo is None
 
 
-def _ok_task(task: object) -> bool:
+def _ok_task(task: object, row_type: type = TaskMetadata) -> bool:
     return (
-        isinstance(task, TaskMetadata)
+        isinstance(task, row_type)
+        and isinstance(task, TaskMetadata | TaskRow)
         and all(
             map(_is_int, (task.array_id, task.max_attempts, task.array_max_concurrently_running))
         )
@@ -374,6 +376,20 @@ ROUTES = [
             isinstance(r, dict) and all(_is_int(key) and _ok_task(task) for key, task in r.items())
         ),
         meaning=lambda r: {"tasks": {str(key): _dump(task) for key, task in r.items()}},
+    ),
+    Route(
+        "get_task_rows",
+        TasksResponse,
+        lambda g: g.get_task_rows_sync(0, 500),
+        lambda g: g.get_task_rows(0, 500),
+        _tasks_payloads(),
+        lambda r: (
+            isinstance(r, dict)
+            and all(_is_int(key) and _ok_task(task, TaskRow) for key, task in r.items())
+        ),
+        meaning=lambda r: {
+            "tasks": {str(key): _dump(task.to_metadata()) for key, task in r.items()}
+        },
     ),
     Route(
         "get_downstream_tasks",
