@@ -6,13 +6,15 @@ downstream map. Through the models, each ``get_tasks`` row costs five Python
 validators and four tracked objects, and a snapshot's ids are validated into
 new lists while the parsed ones still exist. Here each answer's usual wire form
 is checked in Rust (pydantic-core, with the models' own types), with at most one
-Python step per row, and built into the very objects the models would give.
+Python step per row, and built into the very objects the models would give
+(for ``get_task_rows``, into :class:`~.models.TaskRow` tuples of the same values).
 
 The models in :mod:`.models` stay the definition: an answer this path does not
 take (a malformed one, or an unusual form the models accept, such as a resource
 field sent as a JSON object or an id sent as ``"7"``) is decoded again by its
-model, so every result and every error is the model's. The property tests
-compare both on generated answers.
+model, so every result and every error is the model's (a ``TaskRow`` is then
+made from the model's values). The property tests compare both on generated
+answers.
 """
 
 from __future__ import annotations
