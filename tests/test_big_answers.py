@@ -191,6 +191,12 @@ def test_a_row_holds_what_the_model_holds(served: Served) -> None:
     assert task.requested_resources == {}
     assert task.to_metadata() == TaskMetadata.model_validate(row)
     assert TaskRow.from_metadata(task.to_metadata()) == task
+    # to_metadata copies all the way down: the model and the row share no container.
+    model = task.to_metadata()
+    model.resource_scales["q"].append("changed")
+    model.fallback_queues.append("changed")
+    assert task.resource_scales == {"memory": 0.5, "q": ["a.q"]}
+    assert task.fallback_queues == ["b.q"]
 
 
 @pytest.mark.parametrize(
@@ -223,6 +229,25 @@ def test_tasks_share_no_container_with_each_other_or_with_later_pages(
     else:
         assert second == expected
         assert page()[1] == expected
+
+
+@pytest.mark.parametrize("page", ["get_tasks_sync", "get_task_rows_sync"])
+def test_a_repeated_task_id_keeps_the_last_row_checked_in_full(served: Served, page: str) -> None:
+    # The model refuses this page (it parses the replaced row's literal too);
+    # the gateway keeps the last row, as the model would, checked in full
+    # (the module docstring of _big_answers says why).
+    first = [1, "Q", 3, "{'broken'", "[]", "{}", "c", "q", 5]
+    last = [1, "G", 3, "{'memory': 0.5}", "[]", "{}", "c", "q", 5]
+    served.body = b'{"tasks": {"7": %s, "07": %s}}' % (
+        json.dumps(first).encode(),
+        json.dumps(last).encode(),
+    )
+    (task,) = getattr(served.gateway, page)().values()
+    assert (task.status, task.resource_scales) == (TaskStatus.REGISTERING, {"memory": 0.5})
+    # Every other field of a replaced row is still checked: a bad one refuses the page.
+    served.body = served.body.replace(b'[1, "Q", 3', b'["x", "Q", 3')
+    with pytest.raises(InvalidResponseError):
+        getattr(served.gateway, page)()
 
 
 def test_copying_a_task_with_changes_leaves_the_other_tasks_alone(served: Served) -> None:

@@ -28,6 +28,7 @@ the server sends, not what the model hands back.
 from __future__ import annotations
 
 import ast
+import copy
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -615,10 +616,13 @@ class TaskRow(NamedTuple):
     def to_metadata(self) -> TaskMetadata:
         """This row's values validated into a :class:`TaskMetadata` (a row can be built by hand).
 
+        The model gets deep copies of the row's dicts and lists: changing one
+        never changes the other.
+
         Raises:
             pydantic.ValidationError: a value is not what the model's field takes.
         """
-        return TaskMetadata.model_validate(self._asdict())
+        return TaskMetadata.model_validate(copy.deepcopy(self._asdict()))
 
 
 if TaskRow._fields != _TASK_ROW_FIELDS or tuple(TaskMetadata.model_fields) != _TASK_ROW_FIELDS:
