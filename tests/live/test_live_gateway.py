@@ -30,6 +30,7 @@ from jobmon_gateway import (
     ServerError,
     ServerGateway,
     TaskMetadata,
+    TaskRow,
     TaskStatus,
     WorkflowNotFoundError,
     WorkflowRunStatus,
@@ -72,6 +73,11 @@ class Calls:
         if self.mode == "async":
             return [chunk async for chunk in self.gateway.iter_tasks(chunk_size)]
         return list(self.gateway.iter_tasks_sync(chunk_size))
+
+    async def iter_task_rows(self, chunk_size: int) -> list[dict[int, TaskRow]]:
+        if self.mode == "async":
+            return [chunk async for chunk in self.gateway.iter_task_rows(chunk_size)]
+        return list(self.gateway.iter_task_rows_sync(chunk_size))
 
 
 @contextlib.asynccontextmanager
@@ -290,8 +296,15 @@ async def test_iter_tasks_walks_every_chunk(live_server: LiveServer, mode: Mode)
     async with gateway_for(live_server, mode, shared.workflow_id, shared.workflow_run_id) as call:
         chunks = await call.iter_tasks(2)
         whole = await call.iter_tasks(500)
+        rows = await call.iter_task_rows(2)
     assert [list(chunk) for chunk in chunks] == [ids[:2], ids[2:4], ids[4:]]
     assert [list(chunk) for chunk in whole] == [ids]
+    # The same pages as TaskRows: the models' values, row for row.
+    assert rows == [
+        {task_id: TaskRow.from_metadata(task) for task_id, task in chunk.items()}
+        for chunk in chunks
+    ]
+    assert all(type(row) is TaskRow for chunk in rows for row in chunk.values())
 
 
 @pytest.mark.parametrize("client_version", [CLIENT_JOBMON_VERSION, "3.4.0"])
