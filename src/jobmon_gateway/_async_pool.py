@@ -148,10 +148,17 @@ class _Stream(asyncio.Protocol):
             self.transport.resume_reading()
         return data
 
-    def open_transport(self) -> asyncio.Transport:
-        """The transport; ``httpcore.WriteError`` if nothing can be sent on it any more."""
+    def writable(self) -> asyncio.Transport | None:
+        """The transport, or ``None`` if nothing can be sent on it any more."""
         transport = self.transport
         if self.ended or transport is None or transport.is_closing():
+            return None
+        return transport
+
+    def open_transport(self) -> asyncio.Transport:
+        """The transport; ``httpcore.WriteError`` if nothing can be sent on it any more."""
+        transport = self.writable()
+        if transport is None:
             raise httpcore.WriteError("the connection is closed")
         return transport
 
@@ -171,13 +178,8 @@ class _Stream(asyncio.Protocol):
         error while writing is the transport's to report: it closes and
         calls :meth:`connection_lost`, which wakes the reader.
         """
-        transport = self.transport
-        if (
-            not self.ended
-            and transport is not None
-            and not transport.is_closing()
-            and time.monotonic() < deadline
-        ):
+        transport = self.writable()
+        if transport is not None and time.monotonic() < deadline:
             transport.write(data)
 
     async def drain(self, deadline: float) -> None:
