@@ -51,7 +51,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import metadata
@@ -220,16 +220,10 @@ def machine_info(requester: Requester | None = None) -> dict[str, Any]:
     return info
 
 
-async def all_tasks_ours(gateway: ServerGateway, chunk_size: int) -> dict[int, Any]:
+async def all_tasks_ours(pages: AsyncIterator[Mapping[int, Any]]) -> dict[int, Any]:
+    """Every page of ``iter_tasks`` or ``iter_task_rows`` kept in one dict, as a driver does."""
     tasks: dict[int, Any] = {}
-    async for chunk in gateway.iter_tasks(chunk_size):
-        tasks.update(chunk)
-    return tasks
-
-
-async def all_task_rows_ours(gateway: ServerGateway, chunk_size: int) -> dict[int, Any]:
-    tasks: dict[int, Any] = {}
-    async for chunk in gateway.iter_task_rows(chunk_size):
+    async for chunk in pages:
         tasks.update(chunk)
     return tasks
 
@@ -755,14 +749,10 @@ class Bench:
 
         def paging_case(rows: bool) -> Case:
             pages = s.pages_n // s.chunk + 1
+            pages_of = self.gw_tasks.iter_task_rows if rows else self.gw_tasks.iter_tasks
             batches, missing = async_sides(
                 {
-                    OURS: repeat(
-                        1,
-                        lambda: (all_task_rows_ours if rows else all_tasks_ours)(
-                            self.gw_tasks, s.chunk
-                        ),
-                    ),
+                    OURS: repeat(1, lambda: all_tasks_ours(pages_of(s.chunk))),
                     BASE: repeat(1, lambda: base.get_tasks_async(s.pages_n, s.chunk)),
                     FLOOR: repeat(1, lambda: floor.all_tasks(s.pages_n, s.chunk)),
                     STOCK: repeat(1, lambda: stock_pages.all_tasks(s.pages_n, s.chunk)),
@@ -896,8 +886,8 @@ class Bench:
         pages = s.pages_n // s.chunk + 1
         stock_pages = self.stock("paging")
         jobs: list[tuple[str, Callable[[], Awaitable[dict[int, Any]]]]] = [
-            (OURS, lambda: all_tasks_ours(self.gw_tasks, s.chunk)),
-            ("rows", lambda: all_task_rows_ours(self.gw_tasks, s.chunk)),
+            (OURS, lambda: all_tasks_ours(self.gw_tasks.iter_tasks(s.chunk))),
+            ("rows", lambda: all_tasks_ours(self.gw_tasks.iter_task_rows(s.chunk))),
             (STOCK, lambda: stock_pages.all_tasks(s.pages_n, s.chunk)),
         ]
         if aio:
